@@ -1,0 +1,325 @@
+"""Load the kustomize trees under deploy/ and validate objects offline.
+
+A deliberately small stand-in for ``kustomize build`` so the manifests can be
+tested without the binary: it follows ``resources``, ``components`` and
+``patches`` (strategic-merge patches given by ``path``) and refuses every other
+kustomization feature, so what the tests see is what kustomize renders. A
+kustomization that starts using a transformer (namespace, labels, images, ...)
+must teach this module first, or the tests fail loudly.
+
+Validation uses the Kubernetes JSON schemas that the ``kubernetes-validate``
+package ships (one directory per Kubernetes minor version, with a ``-strict``
+variant in which every object has ``additionalProperties: false``, so unknown
+fields are rejected like the API server's strict field validation). The
+package's own ``validate()`` re-reads a 1.2 MB definitions file on every call;
+here the compiled validators are cached per (version, kind, apiVersion).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from packaging.version import Version
+from referencing import Registry, Resource
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+
+KUSTOMIZATION_FILE = "kustomization.yaml"
+SUPPORTED_KEYS = frozenset({"apiVersion", "kind", "resources", "components", "patches"})
+KINDS = {
+    "Kustomization": "kustomize.config.k8s.io/v1beta1",
+    "Component": "kustomize.config.k8s.io/v1alpha1",
+}
+
+Obj = dict[str, Any]
+
+
+class KustomizeError(Exception):
+    """The tree uses something this loader does not understand, or is inconsistent."""
+
+
+@dataclass
+class Tree:
+    """What one kustomization renders to, and every file it read on the way.
+
+    ``patches`` is only used for a Component: kustomize applies a component's
+    patches to the objects of the kustomization that lists it, so they are
+    handed to the parent rather than applied to the component's own objects.
+    """
+
+    objects: list[Obj] = field(default_factory=list)
+    files: set[Path] = field(default_factory=set)
+    patches: list[Obj] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def load_yaml_documents(path: Path) -> list[Obj]:
+    """Every non-empty YAML document in ``path``; each must be a mapping."""
+    with path.open(encoding="utf-8") as fh:
+        docs = [doc for doc in yaml.safe_load_all(fh) if doc is not None]
+    for doc in docs:
+        if not isinstance(doc, dict):
+            raise KustomizeError(f"{path}: document is not a mapping: {doc!r}")
+    return docs
+
+
+# --------------------------------------------------------------------------- kustomize
+
+
+def _read_kustomization(directory: Path, kind: str) -> Obj:
+    path = directory / KUSTOMIZATION_FILE
+    if not path.is_file():
+        raise KustomizeError(f"{directory}: no {KUSTOMIZATION_FILE}")
+    (doc,) = load_yaml_documents(path)
+    if doc.get("kind") != kind or doc.get("apiVersion") != KINDS[kind]:
+        raise KustomizeError(f"{path}: expected {KINDS[kind]} {kind}")
+    unknown = set(doc) - SUPPORTED_KEYS
+    if unknown:
+        raise KustomizeError(f"{path}: unsupported kustomization keys {sorted(unknown)}")
+    return doc
+
+
+def _entry_path(directory: Path, entry: object) -> Path:
+    if not isinstance(entry, str) or "://" in entry or entry.startswith("git@"):
+        raise KustomizeError(f"{directory}: only local paths are supported, got {entry!r}")
+    path = (directory / entry).resolve()
+    if path.is_dir() and (path == directory or path in directory.parents):
+        # kustomize: "cycle detected: candidate root contains visited root".
+        raise KustomizeError(f"{directory}: {entry!r} contains this kustomization (a cycle)")
+    if path.is_file() and directory not in path.parents:
+        # kustomize's default load restrictor: files must live under the root.
+        raise KustomizeError(f"{directory}: file {entry!r} is outside the kustomization root")
+    return path
+
+
+def _identity(obj: Obj) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+
+
+def render(directory: Path) -> Tree:
+    """Render the kustomization in ``directory`` (recursively) like ``kustomize build``."""
+    tree = _build(directory.resolve(), "Kustomization")
+    seen: set[tuple[str, str, str]] = set()
+    for obj in tree.objects:
+        ident = _identity(obj)
+        if ident in seen:
+            raise KustomizeError(f"{directory}: duplicate object {ident}")
+        seen.add(ident)
+    return tree
+
+
+def _build(directory: Path, kind: str) -> Tree:
+    kustomization = _read_kustomization(directory, kind)
+    tree = Tree(files={directory / KUSTOMIZATION_FILE})
+    for entry in kustomization.get("resources", []):
+        path = _entry_path(directory, entry)
+        if path.is_dir():
+            sub = _build(path, "Kustomization")
+            tree.objects.extend(sub.objects)
+            tree.files |= sub.files
+        else:
+            tree.objects.extend(load_yaml_documents(path))
+            tree.files.add(path)
+    for entry in kustomization.get("components", []):
+        component = _build(_entry_path(directory, entry), "Component")
+        tree.objects.extend(component.objects)
+        tree.files |= component.files
+        for patch in component.patches:
+            tree.objects = apply_patch(tree.objects, patch)
+    own_patches = []
+    for path in _patch_paths(directory, kustomization):
+        tree.files.add(path)
+        own_patches.extend(load_yaml_documents(path))
+    if kind == "Component":
+        tree.patches = own_patches
+    else:
+        for patch in own_patches:
+            tree.objects = apply_patch(tree.objects, patch)
+    return tree
+
+
+def _patch_paths(directory: Path, kustomization: Obj) -> list[Path]:
+    paths = []
+    for entry in kustomization.get("patches", []):
+        if not isinstance(entry, dict) or set(entry) != {"path"}:
+            raise KustomizeError(f"{directory}: only `patches: - path: FILE` is supported")
+        paths.append(_entry_path(directory, entry["path"]))
+    return paths
+
+
+def strategic_merge(base: Any, patch: Any) -> Any:
+    """A strategic merge for the cases deploy/ uses.
+
+    Mappings merge key by key (``null`` deletes); lists of mappings that all
+    carry ``name`` merge by name (the patch merge key of containers, volumes,
+    env, webhooks, ...); any other value is replaced.
+    """
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            elif key in merged:
+                merged[key] = strategic_merge(merged[key], value)
+            else:
+                merged[key] = copy.deepcopy(value)
+        return merged
+    if _named_list(base) and _named_list(patch):
+        merged_list = list(base)
+        index = {item["name"]: i for i, item in enumerate(merged_list)}
+        for item in patch:
+            if item["name"] in index:
+                i = index[item["name"]]
+                merged_list[i] = strategic_merge(merged_list[i], item)
+            else:
+                merged_list.append(copy.deepcopy(item))
+        return merged_list
+    return copy.deepcopy(patch)
+
+
+def _named_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
+
+
+def apply_patch(objects: list[Obj], patch: Obj) -> list[Obj]:
+    """Apply one strategic-merge patch to the object it names (kind, name, namespace)."""
+    kind, namespace, name = _identity(patch)
+    targets = [
+        i
+        for i, obj in enumerate(objects)
+        if obj.get("kind") == kind
+        and obj["metadata"].get("name") == name
+        and (not namespace or obj["metadata"].get("namespace", "") == namespace)
+    ]
+    if len(targets) != 1:
+        raise KustomizeError(f"patch for {kind} {namespace}/{name} matches {len(targets)} objects")
+    result = list(objects)
+    result[targets[0]] = strategic_merge(objects[targets[0]], patch)
+    return result
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class SchemaNotFoundError(LookupError):
+    """No schema for this kind/apiVersion in this Kubernetes version (e.g. a CRD)."""
+
+
+def _schema_root() -> Path:
+    root = resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    return Path(str(root))
+
+
+@functools.cache
+def schema_versions() -> tuple[str, ...]:
+    """Kubernetes versions the installed kubernetes-validate ships, oldest first."""
+    found = {
+        m.group(1)
+        for p in _schema_root().iterdir()
+        if (m := re.fullmatch(r"v(\d+\.\d+)\.\d+-local-strict", p.name))
+    }
+    return tuple(sorted(found, key=Version))
+
+
+def _schema_dir(version: str, strict: bool) -> Path:
+    matches = sorted(_schema_root().glob(f"v{version}.*-local{'-strict' if strict else ''}"))
+    matches = [m for m in matches if m.name.endswith("-local-strict") == strict]
+    if len(matches) != 1:
+        raise SchemaNotFoundError(f"kubernetes-validate ships no schemas for {version}")
+    return matches[0]
+
+
+@functools.cache
+def _registry(version: str, strict: bool) -> Registry:
+    path = _schema_dir(version, strict) / "_definitions.json"
+    definitions = json.loads(path.read_text(encoding="utf-8"))
+    return Resource.from_contents(definitions) @ Registry()
+
+
+def schema_file(api_version: str, kind: str, version: str, strict: bool = True) -> Path:
+    """kubernetes-validate's file naming: ``rbac.authorization.k8s.io/v1`` -> ``rbac-v1``."""
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    return _schema_dir(version, strict) / f"{kind.lower()}-{group_version}.json"
+
+
+@functools.cache
+def _validator(api_version: str, kind: str, version: str, strict: bool) -> Any:
+    path = schema_file(api_version, kind, version, strict)
+    if not path.is_file():
+        raise SchemaNotFoundError(f"no schema for {api_version} {kind} in Kubernetes {version}")
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema, registry=_registry(version, strict))
+
+
+def has_schema(obj: Mapping[str, Any], version: str) -> bool:
+    return schema_file(obj["apiVersion"], obj["kind"], version).is_file()
+
+
+def validation_errors(obj: Mapping[str, Any], version: str, strict: bool = True) -> list[str]:
+    """Every schema violation of ``obj`` as "path: message"; empty when valid.
+
+    Raises SchemaNotFoundError for kinds the Kubernetes schemas do not cover.
+    """
+    validator = _validator(obj["apiVersion"], obj["kind"], version, strict)
+    return [
+        f"{'.'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+        for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))
+    ]
+
+
+# --------------------------------------------------------------------------- selectors
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """metav1.LabelSelector semantics: matchLabels AND every matchExpression.
+
+    An empty selector matches everything (as in namespaceSelector/objectSelector).
+    """
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        present = key in labels
+        if op == "In":
+            ok = present and labels[key] in values
+        elif op == "NotIn":
+            ok = not present or labels[key] not in values
+        elif op == "Exists":
+            ok = present
+        elif op == "DoesNotExist":
+            ok = not present
+        else:
+            raise ValueError(f"unknown selector operator {op!r}")
+        if not ok:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def iter_kind(objects: Iterable[Obj], kind: str) -> Iterator[Obj]:
+    return (obj for obj in objects if obj.get("kind") == kind)
+
+
+def find(objects: Iterable[Obj], kind: str, name: str) -> Obj:
+    """The one object of ``kind`` called ``name``; AssertionError otherwise."""
+    found = [o for o in iter_kind(objects, kind) if o["metadata"].get("name") == name]
+    assert len(found) == 1, f"expected one {kind} {name!r}, found {len(found)}"
+    return found[0]
