@@ -41,7 +41,7 @@ class LabelScheme:
     key: str
     spot_value: str
     on_demand_value: str | None
-    """The label value of on-demand nodes; ``None`` where on-demand nodes carry no label (GKE, AKS)."""
+    """Label value of on-demand nodes; ``None`` where they carry no label (GKE, AKS)."""
     spot_taint_value: str
 
     def spot_requirement(self) -> dict[str, Any]:
@@ -71,7 +71,9 @@ class LabelScheme:
 
 
 SCHEMES: dict[str, LabelScheme] = {
-    "karpenter": LabelScheme("karpenter", "karpenter.sh/capacity-type", "spot", "on-demand", "spot"),
+    "karpenter": LabelScheme(
+        "karpenter", "karpenter.sh/capacity-type", "spot", "on-demand", "spot"
+    ),
     "eks": LabelScheme("eks", "eks.amazonaws.com/capacityType", "SPOT", "ON_DEMAND", "SPOT"),
     "gke": LabelScheme("gke", "cloud.google.com/gke-spot", "true", None, "true"),
     "aks": LabelScheme("aks", "kubernetes.azure.com/scalesetpriority", "spot", None, "spot"),

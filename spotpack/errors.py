@@ -30,9 +30,7 @@ class InvalidAnnotation(InvalidInput):
         self.value = value
         self.allowed = allowed
         self.where = where
-        super().__init__(
-            f"{where} annotation {key}={value!r} is not valid; allowed: {allowed}"
-        )
+        super().__init__(f"{where} annotation {key}={value!r} is not valid; allowed: {allowed}")
 
 
 class InvalidGPURequest(InvalidInput):

@@ -52,7 +52,9 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
     """Install one stderr handler on the root logger (idempotent)."""
     root = logging.getLogger()
     formatter: logging.Formatter = (
-        JSONFormatter() if fmt == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JSONFormatter()
+        if fmt == "json"
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     for handler in root.handlers:
         if getattr(handler, "_spotpack", False):

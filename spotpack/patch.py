@@ -19,13 +19,26 @@ Op = dict[str, Any]
 
 
 def _walk(document: Any, tokens: Sequence[str]) -> int:
-    """How many leading ``tokens`` exist in ``document`` as mapping keys."""
+    """How many leading ``tokens`` lead through objects (mappings) in ``document``.
+
+    A member that is null or not an object counts as missing: it is replaced
+    whole rather than patched into, which would fail.
+    """
     node = document
     for depth, token in enumerate(tokens):
-        if not isinstance(node, Mapping) or node.get(token) is None:
+        child = node.get(token) if isinstance(node, Mapping) else None
+        if not isinstance(child, Mapping):
             return depth
-        node = node[token]
+        node = child
     return len(tokens)
+
+
+def _get(document: Mapping[str, Any], tokens: Sequence[str]) -> Any:
+    """The value at ``tokens`` whose parents are known to exist, or None."""
+    node: Any = document
+    for token in tokens:
+        node = node.get(token) if isinstance(node, Mapping) else None
+    return node
 
 
 def _nest(tokens: Sequence[str], value: Any) -> Any:
@@ -48,28 +61,30 @@ def set_value(document: Mapping[str, Any], tokens: Sequence[str], value: Any) ->
     }
 
 
-def append_items(document: Mapping[str, Any], tokens: Sequence[str], items: Iterable[Any]) -> list[Op]:
+def append_items(
+    document: Mapping[str, Any], tokens: Sequence[str], items: Iterable[Any]
+) -> list[Op]:
     """Append ``items`` to the list at ``tokens``, creating the list when absent."""
     values = list(items)
     if not values:
         return []
-    if _walk(document, tokens) < len(tokens):
+    if not isinstance(_get(document, tokens), list):
         return [set_value(document, tokens, values)]
     base = pointer(*tokens)
     return [{"op": "add", "path": base + "/-", "value": v} for v in values]
 
 
-def merge_map(document: Mapping[str, Any], tokens: Sequence[str], entries: Mapping[str, str]) -> list[Op]:
+def merge_map(
+    document: Mapping[str, Any], tokens: Sequence[str], entries: Mapping[str, str]
+) -> list[Op]:
     """Set string entries in the map at ``tokens`` (labels, annotations).
 
     Entries whose value is already present are skipped, so the result is empty
     when nothing would change; a missing map is added whole.
     """
-    if _walk(document, tokens) < len(tokens):
+    current = _get(document, tokens)
+    if not isinstance(current, Mapping):
         return [set_value(document, tokens, dict(entries))] if entries else []
-    current: Mapping[str, Any] = document
-    for token in tokens:
-        current = current[token]
     return [
         {"op": "add", "path": pointer(*tokens, key), "value": value}
         for key, value in entries.items()

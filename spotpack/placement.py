@@ -86,13 +86,15 @@ class SpecChange:
         return self.node_affinity is None and not self.tolerations
 
 
-def capacity_change(spec: Mapping[str, Any], mode: CapacityMode, rules: PlacementRules) -> SpecChange:
+def capacity_change(
+    spec: Mapping[str, Any], mode: CapacityMode, rules: PlacementRules
+) -> SpecChange:
     """The node affinity and tolerations that put a pod with ``spec`` on ``mode`` capacity."""
     scheme = rules.scheme
-    node_affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    node_affinity = _as_map(_as_map(spec.get("affinity")).get("nodeAffinity"))
     warnings: list[str] = []
     new_affinity: dict[str, Any] | None = None
-    selector = spec.get("nodeSelector") or {}
+    selector = _as_map(spec.get("nodeSelector"))
     if mode in (CapacityMode.ON_DEMAND, CapacityMode.SPOT):
         requirement = (
             scheme.on_demand_requirement(rules.on_demand_match)
@@ -106,23 +108,37 @@ def capacity_change(spec: Mapping[str, Any], mode: CapacityMode, rules: Placemen
         else:
             new_affinity = _require(node_affinity, requirement, scheme.key, warnings)
     elif mode is CapacityMode.SPOT_PREFERRED and scheme.key not in selector:
-        new_affinity = _prefer(node_affinity, scheme.spot_requirement(), scheme.key, rules.preferred_weight)
+        new_affinity = _prefer(
+            node_affinity, scheme.spot_requirement(), scheme.key, rules.preferred_weight
+        )
     tolerations: tuple[dict[str, Any], ...] = ()
     if mode is not CapacityMode.ON_DEMAND:
-        tolerations = _missing_tolerations(spec.get("tolerations") or [], scheme.spot_tolerations())
+        existing = spec.get("tolerations")
+        tolerations = _missing_tolerations(
+            existing if isinstance(existing, list) else [], scheme.spot_tolerations()
+        )
     return SpecChange(new_affinity, tolerations, tuple(warnings))
 
 
+def _as_map(value: Any) -> Mapping[str, Any]:
+    """Treat anything that is not an object as absent; the API server validates later."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _mentions(term: Mapping[str, Any], key: str) -> bool:
-    expressions = term.get("matchExpressions") or []
+    expressions = _as_list(term.get("matchExpressions"))
     return any(isinstance(e, Mapping) and e.get("key") == key for e in expressions)
 
 
 def _require(
     node_affinity: Mapping[str, Any], requirement: dict[str, Any], key: str, warnings: list[str]
 ) -> dict[str, Any] | None:
-    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    terms = required.get("nodeSelectorTerms") or []
+    required = _as_map(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"))
+    terms = _as_list(required.get("nodeSelectorTerms"))
     if not terms:
         updated = copy.deepcopy(dict(node_affinity))
         updated["requiredDuringSchedulingIgnoredDuringExecution"] = {
@@ -141,7 +157,7 @@ def _require(
             new_terms.append(term)
             continue
         new_term = copy.deepcopy(dict(term))
-        new_term["matchExpressions"] = [*(term.get("matchExpressions") or []), requirement]
+        new_term["matchExpressions"] = [*_as_list(term.get("matchExpressions")), requirement]
         new_terms.append(new_term)
         changed = True
     if not changed:
@@ -154,9 +170,9 @@ def _require(
 def _prefer(
     node_affinity: Mapping[str, Any], requirement: dict[str, Any], key: str, weight: int
 ) -> dict[str, Any] | None:
-    preferred = node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+    preferred = _as_list(node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution"))
     for entry in preferred:
-        if isinstance(entry, Mapping) and _mentions(entry.get("preference") or {}, key):
+        if isinstance(entry, Mapping) and _mentions(_as_map(entry.get("preference")), key):
             return None
     updated = copy.deepcopy(dict(node_affinity))
     updated["preferredDuringSchedulingIgnoredDuringExecution"] = [

@@ -13,10 +13,10 @@ namespace because of one typo in its annotations would stop unrelated teams.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from spotpack.errors import InvalidAnnotation
 from spotpack.roles import ROLE_CLASS_VALUES, RoleClass
@@ -63,7 +63,9 @@ _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
 _GPU_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$")
 E = TypeVar("E", bound=StrEnum)
-GPU_TYPE_RULE = "a comma-separated list of GPU model names such as 'A10G,L4' (letters, digits, . _ -)"
+GPU_TYPE_RULE = (
+    "a comma-separated list of GPU model names such as 'A10G,L4' (letters, digits, . _ -)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,26 +120,22 @@ def _gpu_types(key: str, value: str, where: str) -> tuple[str, ...]:
     return names
 
 
+_FIELDS: dict[str, tuple[str, Callable[[str, str, str], object]]] = {
+    CAPACITY: ("capacity", lambda k, v, w: _enum(CapacityMode, k, v, CAPACITY_VALUES, w)),
+    ROLE: ("role", lambda k, v, w: _enum(RoleClass, k, v, ROLE_CLASS_VALUES, w)),
+    OPT_OUT: ("opt_out", _flag),
+    GPU_POLICY: ("gpu_policy", lambda k, v, w: _enum(GPUPolicy, k, v, GPU_POLICY_VALUES, w)),
+    GPU_INCLUDE: ("gpu_include", _gpu_types),
+    GPU_EXCLUDE: ("gpu_exclude", _gpu_types),
+}
+"""Annotation -> (Policy field, parser(key, value, where)); parsers raise InvalidAnnotation."""
+
+
 def _parse_one(policy: Policy, key: str, value: str, where: str) -> Policy:
     """Fold one annotation into ``policy``; raises InvalidAnnotation on a bad value."""
-    match key:
-        case "spotpack.io/capacity":
-            mode = _enum(CapacityMode, key, value, CAPACITY_VALUES, where)
-            return replace(policy, capacity=mode)
-        case "spotpack.io/role":
-            role = _enum(RoleClass, key, value, ROLE_CLASS_VALUES, where)
-            return replace(policy, role=role)
-        case "spotpack.io/opt-out":
-            return replace(policy, opt_out=_flag(key, value, where))
-        case "spotpack.io/gpu-policy":
-            gpu = _enum(GPUPolicy, key, value, GPU_POLICY_VALUES, where)
-            return replace(policy, gpu_policy=gpu)
-        case "spotpack.io/gpu-include":
-            return replace(policy, gpu_include=_gpu_types(key, value, where))
-        case "spotpack.io/gpu-exclude":
-            return replace(policy, gpu_exclude=_gpu_types(key, value, where))
-    return policy
-
+    field_name, parse = _FIELDS[key]
+    changes: dict[str, Any] = {field_name: parse(key, value, where)}
+    return replace(policy, **changes)
 
 
 def parse_pod_policy(annotations: Mapping[str, str], labels: Mapping[str, str]) -> Policy:
@@ -170,5 +168,7 @@ def parse_namespace_policy(annotations: Mapping[str, str], namespace: str) -> Pa
         except InvalidAnnotation as exc:
             warnings.append(f"{exc}; the default was ignored")
     if ROLE in annotations:
-        warnings.append(f"namespace {namespace} annotation {ROLE} has no meaning on a namespace; ignored")
+        warnings.append(
+            f"namespace {namespace} annotation {ROLE} has no meaning on a namespace; ignored"
+        )
     return ParsedPolicy(policy, tuple(warnings))

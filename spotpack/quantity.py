@@ -10,6 +10,7 @@ or decimal exponent (``e3``/``E3``).
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -46,7 +47,7 @@ def parse_quantity(value: object) -> Fraction:
     if isinstance(value, int):
         return Fraction(value)
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise InvalidQuantity(f"quantity {value!r} is not a finite number")
         return Fraction(str(value))
     if not isinstance(value, str):

@@ -80,7 +80,11 @@ def is_critical(pod: Pod) -> bool:
     """True for pods Kubernetes itself treats as critical (priority >= 2e9 or class)."""
     spec = pod.get("spec") or {}
     priority = spec.get("priority")
-    if isinstance(priority, int) and not isinstance(priority, bool) and priority >= CRITICAL_PRIORITY:
+    if (
+        isinstance(priority, int)
+        and not isinstance(priority, bool)
+        and priority >= CRITICAL_PRIORITY
+    ):
         return True
     return spec.get("priorityClassName") in CRITICAL_CLASSES
 
@@ -129,7 +133,9 @@ def _kuberay(pod: Pod, labels: Mapping[str, str]) -> Role | None:
     node_type = labels.get("ray.io/node-type")
     if node_type is None or node_type.lower() not in _RAY_ROLES:
         return None
-    return Role("ray", node_type.lower(), _RAY_ROLES[node_type.lower()], labels.get("ray.io/cluster"))
+    return Role(
+        "ray", node_type.lower(), _RAY_ROLES[node_type.lower()], labels.get("ray.io/cluster")
+    )
 
 
 _FLINK_ROLES = {"jobmanager": RoleClass.COORDINATOR, "taskmanager": RoleClass.WORKER}
@@ -152,7 +158,10 @@ def _kubeflow(pod: Pod, labels: Mapping[str, str]) -> Role | None:
     """Kubeflow training operator; the replica type's case varies by version (Worker/worker)."""
     replica = labels.get("training.kubeflow.org/replica-type") or labels.get("replica-type")
     if replica is None:
-        if labels.get("training.kubeflow.org/job-role") == "master" or labels.get("job-role") == "master":
+        if (
+            labels.get("training.kubeflow.org/job-role") == "master"
+            or labels.get("job-role") == "master"
+        ):
             replica = "master"
         else:
             return None

@@ -40,7 +40,13 @@ def pod(
         metadata["annotations"] = annotations
     if owner is not None:
         metadata["ownerReferences"] = [
-            {"apiVersion": "apps/v1", "kind": owner, "name": f"{name}-owner", "uid": "u-1", "controller": True}
+            {
+                "apiVersion": "apps/v1",
+                "kind": owner,
+                "name": f"{name}-owner",
+                "uid": "u-1",
+                "controller": True,
+            }
         ]
     body: dict[str, Any] = {
         "containers": containers
@@ -51,7 +57,12 @@ def pod(
         "serviceAccountName": "default",
         "priority": 0,
         "tolerations": [
-            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            }
         ],
     }
     if init_containers is not None:
@@ -60,7 +71,13 @@ def pod(
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": body}
 
 
-def review(obj: dict[str, Any], *, uid: str = "uid-1", namespace: str | None = None, operation: str = "CREATE") -> dict[str, Any]:
+def review(
+    obj: dict[str, Any],
+    *,
+    uid: str = "uid-1",
+    namespace: str | None = None,
+    operation: str = "CREATE",
+) -> dict[str, Any]:
     """Wrap a pod into an AdmissionReview v1 request like the API server's."""
     ns = namespace or obj.get("metadata", {}).get("namespace", "default")
     return {

@@ -8,11 +8,36 @@ import pytest
 from spotpack.patch import append_items, merge_map, set_value
 
 CASES = [
-    ({}, ("spec", "affinity", "nodeAffinity"), {"a": 1}, {"spec": {"affinity": {"nodeAffinity": {"a": 1}}}}),
-    ({"spec": {}}, ("spec", "affinity", "nodeAffinity"), {"a": 1}, {"spec": {"affinity": {"nodeAffinity": {"a": 1}}}}),
-    ({"spec": {"affinity": None}}, ("spec", "affinity", "nodeAffinity"), 1, {"spec": {"affinity": {"nodeAffinity": 1}}}),
-    ({"spec": {"affinity": {"podAffinity": 2}}}, ("spec", "affinity", "nodeAffinity"), 1, {"spec": {"affinity": {"podAffinity": 2, "nodeAffinity": 1}}}),
-    ({"spec": {"affinity": {"nodeAffinity": 0}}}, ("spec", "affinity", "nodeAffinity"), 1, {"spec": {"affinity": {"nodeAffinity": 1}}}),
+    (
+        {},
+        ("spec", "affinity", "nodeAffinity"),
+        {"a": 1},
+        {"spec": {"affinity": {"nodeAffinity": {"a": 1}}}},
+    ),
+    (
+        {"spec": {}},
+        ("spec", "affinity", "nodeAffinity"),
+        {"a": 1},
+        {"spec": {"affinity": {"nodeAffinity": {"a": 1}}}},
+    ),
+    (
+        {"spec": {"affinity": None}},
+        ("spec", "affinity", "nodeAffinity"),
+        1,
+        {"spec": {"affinity": {"nodeAffinity": 1}}},
+    ),
+    (
+        {"spec": {"affinity": {"podAffinity": 2}}},
+        ("spec", "affinity", "nodeAffinity"),
+        1,
+        {"spec": {"affinity": {"podAffinity": 2, "nodeAffinity": 1}}},
+    ),
+    (
+        {"spec": {"affinity": {"nodeAffinity": 0}}},
+        ("spec", "affinity", "nodeAffinity"),
+        1,
+        {"spec": {"affinity": {"nodeAffinity": 1}}},
+    ),
 ]
 
 
@@ -23,9 +48,13 @@ def test_set_value(doc, tokens, value, expected) -> None:
 
 def test_append_creates_or_extends() -> None:
     doc: dict = {"spec": {}}
-    assert jsonpatch.apply_patch(doc, append_items(doc, ("spec", "tolerations"), [1, 2])) == {"spec": {"tolerations": [1, 2]}}
+    assert jsonpatch.apply_patch(doc, append_items(doc, ("spec", "tolerations"), [1, 2])) == {
+        "spec": {"tolerations": [1, 2]}
+    }
     doc = {"spec": {"tolerations": [0]}}
-    assert jsonpatch.apply_patch(doc, append_items(doc, ("spec", "tolerations"), [1])) == {"spec": {"tolerations": [0, 1]}}
+    assert jsonpatch.apply_patch(doc, append_items(doc, ("spec", "tolerations"), [1])) == {
+        "spec": {"tolerations": [0, 1]}
+    }
     assert append_items(doc, ("spec", "tolerations"), []) == []
 
 

@@ -62,22 +62,46 @@ def test_opt_out_label() -> None:
 
 def test_pod_over_namespace() -> None:
     pod = Policy(capacity=CapacityMode.SPOT)
-    namespace = Policy(capacity=CapacityMode.ON_DEMAND, gpu_policy=GPUPolicy.SPREAD, gpu_exclude=("T4",))
+    namespace = Policy(
+        capacity=CapacityMode.ON_DEMAND, gpu_policy=GPUPolicy.SPREAD, gpu_exclude=("T4",)
+    )
     merged = pod.over(namespace)
-    assert merged == Policy(capacity=CapacityMode.SPOT, gpu_policy=GPUPolicy.SPREAD, gpu_exclude=("T4",))
+    assert merged == Policy(
+        capacity=CapacityMode.SPOT, gpu_policy=GPUPolicy.SPREAD, gpu_exclude=("T4",)
+    )
 
 
 def test_namespace_invalid_values_are_warnings() -> None:
     parsed = parse_namespace_policy(
-        {"spotpack.io/capacity": "cheap", "spotpack.io/gpu-policy": "spread", "spotpack.io/role": "worker"},
+        {
+            "spotpack.io/capacity": "cheap",
+            "spotpack.io/gpu-policy": "spread",
+            "spotpack.io/role": "worker",
+        },
         "team-a",
     )
     assert parsed.policy == Policy(gpu_policy=GPUPolicy.SPREAD)
-    assert any("namespace team-a annotation spotpack.io/capacity='cheap'" in w for w in parsed.warnings)
+    assert any(
+        "namespace team-a annotation spotpack.io/capacity='cheap'" in w for w in parsed.warnings
+    )
     assert any("spotpack.io/role" in w for w in parsed.warnings)
 
 
-@given(st.dictionaries(st.sampled_from(["spotpack.io/capacity", "spotpack.io/role", "spotpack.io/opt-out", "spotpack.io/gpu-policy", "spotpack.io/gpu-include", "x"]), st.text(max_size=30)))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "spotpack.io/capacity",
+                "spotpack.io/role",
+                "spotpack.io/opt-out",
+                "spotpack.io/gpu-policy",
+                "spotpack.io/gpu-include",
+                "x",
+            ]
+        ),
+        st.text(max_size=30),
+    )
+)
 def test_random_annotations_parse_or_raise_invalid_annotation(annotations) -> None:
     try:
         parse_pod_policy(annotations, {})

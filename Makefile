@@ -1,0 +1,56 @@
+# spotpack — the commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-unit test-integration lint certs run webhook bench bench-webhook clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## make .venv and install spotpack with its dev extras
+
+test: $(STAMP) ## run the whole suite (unit, integration on loopback, e2e when a cluster exists)
+	@# pytest exits 5 when it collected nothing: a suite that ran no test has failed.
+	@$(BIN)/pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
+	exit $$status
+
+test-unit: $(STAMP) ## unit tests only
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP) ## integration tests (real servers on loopback)
+	$(BIN)/pytest tests/integration
+
+lint: $(STAMP) ## ruff, mypy and the import boundaries
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check spotpack webhook
+	$(BIN)/mypy spotpack webhook
+	$(BIN)/lint-imports
+
+certs: $(STAMP) ## CA + serving certificate into certs/out/
+	$(BIN)/spotpack certs --out certs/out
+
+certs/out/tls.crt:
+	$(MAKE) certs
+
+run: $(STAMP) certs/out/tls.crt ## the webhook over TLS on https://127.0.0.1:8443 (no cluster needed)
+	SPOTPACK_WEBHOOK_HOST=127.0.0.1 $(BIN)/spotpack webhook
+
+webhook: run
+
+bench: bench-webhook ## every benchmark; each ends with one summary line
+
+bench-webhook: $(STAMP) ## webhook p50/p99 latency and throughput over TLS keep-alive
+	$(BIN)/python -m bench.webhook
+
+clean: ## remove the virtualenv, caches and generated certificates
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis certs/out

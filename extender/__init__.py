@@ -1,0 +1,1 @@
+"""spotpack extender service."""

@@ -1,0 +1,1 @@
+"""spotpack provisioner service."""

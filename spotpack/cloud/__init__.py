@@ -1,0 +1,1 @@
+"""Cloud adapters: each cloud API behind the provisioner's small Protocol."""

@@ -1,0 +1,1 @@
+"""The mutating admission webhook: places pods on safe capacity and normalizes vGPU requests."""

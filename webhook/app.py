@@ -1,0 +1,56 @@
+"""The webhook's Flask app factory.
+
+``create_app()`` with no arguments reads settings from the environment (this is
+what gunicorn calls: ``webhook.app:create_app()``); tests pass settings and
+collaborators in. No module-level state: everything the handlers use hangs off
+``app.extensions``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from spotpack.errors import ClusterUnavailable
+from spotpack.logs import configure_logging
+from webhook.metrics import create_metrics
+from webhook.namespaces import NamespaceDefaults, StaticNamespaces
+from webhook.routes import bp, register_errors
+from webhook.settings import WebhookSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: WebhookSettings | None = None,
+    namespaces: NamespaceDefaults | None = None,
+) -> Flask:
+    """Build the app; ``namespaces`` defaults to the cluster's, or to none without a cluster."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    app = Flask("spotpack-webhook")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["spotpack.settings"] = settings
+    app.extensions["spotpack.config"] = settings.mutation_config()
+    app.extensions["spotpack.metrics"] = create_metrics()
+    app.extensions["spotpack.namespaces"] = namespaces or _cluster_namespaces(settings)
+    app.register_blueprint(bp)
+    register_errors(app)
+    return app
+
+
+def _cluster_namespaces(settings: WebhookSettings) -> NamespaceDefaults:
+    """Namespace defaults from the cluster; global defaults when none is reachable."""
+    if not settings.namespace_defaults:
+        return StaticNamespaces()
+    from webhook.namespaces import watch_namespaces
+
+    try:
+        return watch_namespaces(settings.kubeconfig, settings.ready_timeout_seconds)
+    except ClusterUnavailable as exc:
+        log.warning(
+            "no cluster reachable; namespace defaults are off and global defaults apply",
+            extra={"reason": str(exc)},
+        )
+        return StaticNamespaces()
