@@ -16,7 +16,7 @@ from spotpack.errors import ClusterUnavailable
 from spotpack.logs import configure_logging
 from webhook.metrics import create_metrics
 from webhook.namespaces import NamespaceDefaults, StaticNamespaces
-from webhook.routes import bp, register_errors
+from webhook.routes import MutateEndpoint, WebhookContext, bp, register_errors
 from webhook.settings import WebhookSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,17 @@ def create_app(
     configure_logging(settings.log_format, settings.log_level)
     app = Flask("spotpack-webhook")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    ctx = WebhookContext(
+        config=settings.mutation_config(),
+        namespaces=namespaces or _cluster_namespaces(settings),
+        metrics=create_metrics(),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.extensions["spotpack"] = ctx
     app.extensions["spotpack.settings"] = settings
-    app.extensions["spotpack.config"] = settings.mutation_config()
-    app.extensions["spotpack.metrics"] = create_metrics()
-    app.extensions["spotpack.namespaces"] = namespaces or _cluster_namespaces(settings)
     app.register_blueprint(bp)
     register_errors(app)
+    app.wsgi_app = MutateEndpoint(app.wsgi_app, ctx)  # type: ignore[method-assign]
     return app
 
 
