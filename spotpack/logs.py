@@ -54,7 +54,7 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
     formatter: logging.Formatter = (
         JSONFormatter()
         if fmt == "json"
-        else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     )
     for handler in root.handlers:
         if getattr(handler, "_spotpack", False):

@@ -46,6 +46,7 @@ from gunicorn.app.base import BaseApplication
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spotpack.errors import CertificateError, ConfigError
+from spotpack.logs import configure_logging
 from spotpack.tls.reload import DEFAULT_INTERVAL_MS, ReloadingContext, build_server_context
 
 log = logging.getLogger(__name__)
@@ -343,9 +344,5 @@ def _ensure_log_handler() -> None:
     gunicorn's own handlers are disabled (see :class:`StdlibLogger`); without
     this, its INFO lines ("Listening at ...") would vanish in a bare process.
     """
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-        )
+    if not logging.getLogger().handlers:
+        configure_logging()

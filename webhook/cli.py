@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+from spotpack.logs import configure_logging
 from spotpack.serving import ServeSettings, serve
 from webhook.settings import WebhookSettings, load_settings
 
@@ -85,5 +86,6 @@ def run(args: argparse.Namespace) -> int:
     _apply_flags(args)
     settings = load_settings()
     settings.mutation_config()
+    configure_logging(settings.log_format, settings.log_level)
     serve(APP_URI, serve_settings(settings))
     return 0
