@@ -31,6 +31,7 @@ from spotpack.roles import detect_role, owned_by_daemonset
 from spotpack.vgpu.normalize import Normalization, NormalizeOptions, normalize_pod, resource_ops
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+DEFAULT_SCHEDULER = "default-scheduler"
 HAMI_USE_TYPE = "nvidia.com/use-gputype"
 HAMI_NOUSE_TYPE = "nvidia.com/nouse-gputype"
 
@@ -47,6 +48,8 @@ class MutationConfig:
     placement: PlacementRules
     vgpu: NormalizeOptions = field(default_factory=NormalizeOptions)
     skip_namespaces: frozenset[str] = frozenset({"kube-system", "kube-node-lease", "kube-public"})
+    gpu_scheduler: str | None = None
+    """Scheduler for GPU pods (the profile with the extender); None leaves schedulerName alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,8 @@ def _plan(
         notes[keys.CAPACITY_APPLIED] = capacity.mode.value
     if normalization.is_gpu_pod:
         notes.update(_gpu_notes(policies.effective, policies.own))
+        if config.gpu_scheduler and spec.get("schedulerName") in (None, "", DEFAULT_SCHEDULER):
+            ops.append(set_value(pod, ("spec", "schedulerName"), config.gpu_scheduler))
     ops.extend(merge_map(pod, ("metadata", "annotations"), notes))
     outcome = Outcome.PATCHED if ops else Outcome.UNCHANGED
     return Decision(outcome, tuple(ops), tuple(warnings), role=role.label)

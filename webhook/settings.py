@@ -57,6 +57,10 @@ class WebhookSettings(BaseSettings):
     ready_timeout_seconds: float = Field(default=10.0, ge=0)
     """How long /readyz waits for the namespace cache before serving with global defaults."""
 
+    scheduler_name: str = ""
+    """Set ``spec.schedulerName`` of GPU pods to this profile (the one with the extender);
+    empty leaves it alone. Only pods that asked for the default scheduler are moved."""
+
     max_vgpus_per_container: int = Field(default=16, ge=1, le=64)
     gpushare_unit: Literal["GiB", "MiB"] = "GiB"
 
@@ -87,7 +91,12 @@ class WebhookSettings(BaseSettings):
             gpushare_unit=self.gpushare_unit,
         )
         skip = frozenset([*self.skip_namespaces, self.own_namespace])
-        return MutationConfig(placement=placement, vgpu=vgpu, skip_namespaces=skip)
+        return MutationConfig(
+            placement=placement,
+            vgpu=vgpu,
+            skip_namespaces=skip,
+            gpu_scheduler=self.scheduler_name or None,
+        )
 
 
 def load_settings(**overrides: object) -> WebhookSettings:

@@ -221,7 +221,9 @@ def test_generate_name_pod_uses_request_name_and_namespace(client) -> None:
     obj["metadata"].pop("namespace")
     status, body = post(client, review(obj, namespace="team-spot"))
     assert status == 200
-    applied = patched(obj, body["response"])["metadata"]["annotations"]["spotpack.io/capacity-applied"]
+    applied = patched(obj, body["response"])["metadata"]["annotations"][
+        "spotpack.io/capacity-applied"
+    ]
     # The request's namespace (not the object's, absent here) picked the namespace default.
     assert applied == "spot"
 
@@ -322,3 +324,18 @@ def test_request_is_not_modified_in_place(client) -> None:
     before = copy.deepcopy(obj)
     answer(client, obj)
     assert obj == before
+
+
+def test_gpu_pods_are_sent_to_the_extender_scheduler() -> None:
+    client = make_client(scheduler_name="spotpack-scheduler")
+    container = {
+        "name": "c",
+        "image": "x",
+        "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "4096"}},
+    }
+    result = roundtrip(client, pod(containers=[container], schedulerName="default-scheduler"))
+    assert result["spec"]["schedulerName"] == "spotpack-scheduler"
+    mine = roundtrip(client, pod(containers=[container], schedulerName="volcano"))
+    assert mine["spec"]["schedulerName"] == "volcano", "a pod's own scheduler choice is kept"
+    cpu = roundtrip(client, pod(labels={"spark-role": "driver"}))
+    assert cpu["spec"]["schedulerName"] == "default-scheduler"
