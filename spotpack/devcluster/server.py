@@ -191,8 +191,16 @@ class ApiServer:
                 or not target["name"]:
             raise ApiError(422, f'Binding "{name}" is invalid: target.name: Required value')
         uid = meta.get("uid")
+        annotations = meta.get("annotations")
+        if annotations is not None and not (
+            isinstance(annotations, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
+        ):
+            raise ApiError(422, f'Binding "{name}" is invalid: metadata.annotations: '
+                           "must be a map of strings")
         self.store.bind(route.namespace, name, target["name"],
-                        pod_uid=uid if isinstance(uid, str) else "")
+                        pod_uid=uid if isinstance(uid, str) else "",
+                        annotations=annotations)
         return json_response(success_status(201), 201)
 
     def _evict(self, body: Any, route: Route) -> Response:

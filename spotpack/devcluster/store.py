@@ -20,7 +20,7 @@ etcd: what they give is what is stored, and a missing namespace is created.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +227,17 @@ class Store:
         copies: Objs = o.clone(deleted)
         return copies
 
-    def bind(self, namespace: str, pod_name: str, node_name: str, *, pod_uid: str = "") -> Obj:
-        """What ``pods/binding`` does: set spec.nodeName once, mark PodScheduled=True.
+    def bind(
+        self,
+        namespace: str,
+        pod_name: str,
+        node_name: str,
+        *,
+        pod_uid: str = "",
+        annotations: Mapping[str, str] | None = None,
+    ) -> Obj:
+        """What ``pods/binding`` does: set spec.nodeName once, mark PodScheduled=True,
+        and merge the Binding's annotations into the pod's, in the same update.
 
         404 if the pod is gone, 409 if it is already bound or ``pod_uid`` names
         another incarnation of the pod. The node's existence is not checked,
@@ -248,6 +257,9 @@ class Store:
                                f'pod {pod_name} is already assigned to node "{bound}"')
             new: Obj = o.clone(current)
             new.setdefault("spec", {})["nodeName"] = node_name
+            if annotations:
+                metadata = new.setdefault("metadata", {})
+                metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
             status = new.get("status") or {}
             o.set_condition(status, {"type": "PodScheduled", "status": "True",
                                      "lastProbeTime": None,

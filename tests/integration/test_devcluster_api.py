@@ -658,3 +658,26 @@ def test_fuzzed_requests_get_status_answers(fuzz_raw: Raw, method: str, segments
 def test_fuzzed_bodies_on_real_paths(fuzz_raw: Raw, path: str, method: str, body: bytes,
                                      content_type: str) -> None:
     check_response(*fuzz_raw.request(method, path, body, content_type))
+
+
+def test_binding_annotations_are_merged_into_the_pod(tmp_path) -> None:
+    """kube-apiserver copies a Binding's annotations onto the pod in the same update."""
+    from spotpack.devcluster import DevCluster
+    from spotpack.kube.config import api_client_for_url
+
+    with DevCluster() as cluster:
+        cluster.store.create("pods", {"metadata": {"name": "p", "namespace": "default", "annotations": {"a": "1"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}, "default")
+        api = api_client_for_url(cluster.url)
+        try:
+            body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "annotations": {"b": "2"}}, "target": {"kind": "Node", "name": "n1"}}
+            response = api.call_api("/api/v1/namespaces/default/pods/p/binding", "POST", body=body, header_params={"Content-Type": "application/json"}, _preload_content=False)
+            assert response.status == 201
+            response.release_conn()
+            pod = cluster.store.get("pods", "p", "default")
+            assert pod["spec"]["nodeName"] == "n1"
+            assert pod["metadata"]["annotations"] == {"a": "1", "b": "2"}
+            bad = {**body, "metadata": {"name": "p", "annotations": {"b": 2}}}
+            with pytest.raises(Exception, match="422"):
+                api.call_api("/api/v1/namespaces/default/pods/p/binding", "POST", body=bad, header_params={"Content-Type": "application/json"})
+        finally:
+            api.close()
