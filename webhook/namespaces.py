@@ -9,10 +9,14 @@ once, at start.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spotpack.policy import PREFIX
+
+if TYPE_CHECKING:
+    from spotpack.kube.informer import Informer
 
 log = logging.getLogger(__name__)
 EMPTY: Mapping[str, str] = {}
@@ -69,11 +73,11 @@ class WatchedNamespaces:
     makes every pod fall back to failurePolicy; serving global defaults is better.
     """
 
-    def __init__(self, informer: Any, ready_timeout: float, clock: Any = None) -> None:
-        import time
-
+    def __init__(
+        self, informer: Informer, ready_timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._informer = informer
-        self._clock = clock or time.monotonic
+        self._clock = clock
         self._deadline = self._clock() + ready_timeout
         self._warned = False
 
@@ -85,7 +89,7 @@ class WatchedNamespaces:
         return annotations
 
     def ready(self) -> bool:
-        if self._informer.has_synced():
+        if self._informer.has_synced:
             return True
         if self._clock() < self._deadline:
             return False
