@@ -64,6 +64,7 @@ EXPECTED_ENV = {
     "SPOTPACK_WEBHOOK_KEY_FILE": "/etc/spotpack/tls/tls.key",
     "SPOTPACK_WEBHOOK_PORT": "8443",
     "SPOTPACK_WEBHOOK_LABEL_SCHEME": "karpenter",
+    "SPOTPACK_WEBHOOK_SCHEDULER_NAME": "spotpack-scheduler",
     "SPOTPACK_WEBHOOK_LOG_FORMAT": "json",
 }
 LABEL_SCHEMES = {"karpenter", "eks", "gke", "aks"}
