@@ -32,8 +32,8 @@ test-integration: $(STAMP) ## integration tests (real servers on loopback)
 
 lint: $(STAMP) ## ruff, mypy and the import boundaries
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check spotpack webhook
-	$(BIN)/mypy spotpack webhook
+	$(BIN)/ruff format --check spotpack webhook extender provisioner
+	$(BIN)/mypy spotpack webhook extender provisioner
 	$(BIN)/lint-imports
 
 certs: $(STAMP) ## CA + serving certificate into certs/out/

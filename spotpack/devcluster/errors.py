@@ -96,15 +96,18 @@ def _qualified(resource: str, group: str) -> str:
 
 def not_found(resource: str, name: str, group: str = "") -> ApiError:
     return ApiError(
-        404, f'{_qualified(resource, group)} "{name}" not found',
+        404,
+        f'{_qualified(resource, group)} "{name}" not found',
         details=_details(resource, name, group),
     )
 
 
 def already_exists(resource: str, name: str, group: str = "") -> ApiError:
     return ApiError(
-        409, f'{_qualified(resource, group)} "{name}" already exists',
-        reason="AlreadyExists", details=_details(resource, name, group),
+        409,
+        f'{_qualified(resource, group)} "{name}" already exists',
+        reason="AlreadyExists",
+        details=_details(resource, name, group),
     )
 
 

@@ -28,8 +28,12 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # kube's: no vowels, no look-alikes
 
 # Pod spec fields kube lets an update change (ValidatePodUpdate); the rest is frozen.
-_MUTABLE_POD_SPEC = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds",
-                     "schedulingGates")
+_MUTABLE_POD_SPEC = (
+    "activeDeadlineSeconds",
+    "tolerations",
+    "terminationGracePeriodSeconds",
+    "schedulingGates",
+)
 
 
 def clone(obj: Any) -> Any:
@@ -100,9 +104,13 @@ def _check_string_map(m: Obj, field: str, kind: str, name: str) -> None:
     if field == "labels":
         for key in value:
             if not valid_label_key(key):
-                raise invalid(kind, name, f"metadata.labels: Invalid value: {key!r}: "
-                              "name part must consist of alphanumeric characters, '-', '_' "
-                              "or '.'")
+                raise invalid(
+                    kind,
+                    name,
+                    f"metadata.labels: Invalid value: {key!r}: "
+                    "name part must consist of alphanumeric characters, '-', '_' "
+                    "or '.'",
+                )
 
 
 def _check_metadata(obj: Obj, rtype: ResourceType) -> None:
@@ -123,12 +131,17 @@ def valid_name(rtype: ResourceType, name: str) -> bool:
 
 def check_name(rtype: ResourceType, name: str) -> None:
     if not name:
-        raise invalid(rtype.kind, name, "metadata.name: Required value: "
-                      "name or generateName is required")
+        raise invalid(
+            rtype.kind, name, "metadata.name: Required value: name or generateName is required"
+        )
     if not valid_name(rtype, name):
-        raise invalid(rtype.kind, name, f"metadata.name: Invalid value: {name!r}: a lowercase "
-                      "RFC 1123 name must consist of lower case alphanumeric characters, '-' "
-                      "or '.', and must start and end with an alphanumeric character")
+        raise invalid(
+            rtype.kind,
+            name,
+            f"metadata.name: Invalid value: {name!r}: a lowercase "
+            "RFC 1123 name must consist of lower case alphanumeric characters, '-' "
+            "or '.', and must start and end with an alphanumeric character",
+        )
 
 
 def place(obj: Obj, rtype: ResourceType, namespace: str) -> str:
@@ -139,8 +152,9 @@ def place(obj: Obj, rtype: ResourceType, namespace: str) -> str:
         return ""
     body_ns = m.get("namespace") or ""
     if namespace and body_ns and body_ns != namespace:
-        raise bad_request("the namespace of the provided object does not match the namespace "
-                          "sent on the request")
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
     ns = namespace or body_ns or "default"
     m["namespace"] = ns
     return str(ns)
@@ -190,6 +204,7 @@ def carry_system_fields(new: Obj, current: Obj) -> None:
 
 def check_pod_update(new: Obj, current: Obj) -> None:
     """Kube freezes a pod's spec except a few fields; ``nodeName`` moves only by Binding."""
+
     def frozen(spec: Any) -> Any:
         if not isinstance(spec, dict):
             return spec
@@ -203,16 +218,20 @@ def check_pod_update(new: Obj, current: Obj) -> None:
         return out
 
     if frozen(new.get("spec")) != frozen(current.get("spec")):
-        raise ApiError(422, f'Pod "{name_of(current)}" is invalid: spec: Forbidden: pod updates '
-                       "may not change fields other than `spec.containers[*].image`, "
-                       "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
-                       "`spec.tolerations`, `spec.terminationGracePeriodSeconds`")
+        raise ApiError(
+            422,
+            f'Pod "{name_of(current)}" is invalid: spec: Forbidden: pod updates '
+            "may not change fields other than `spec.containers[*].image`, "
+            "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
+            "`spec.tolerations`, `spec.terminationGracePeriodSeconds`",
+        )
 
 
 def set_condition(status: Obj, condition: Obj) -> None:
     """Replace the condition of the same type, or append it."""
     conditions = [
-        c for c in status.get("conditions") or []
+        c
+        for c in status.get("conditions") or []
         if not isinstance(c, dict) or c.get("type") != condition["type"]
     ]
     conditions.append(condition)

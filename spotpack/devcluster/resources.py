@@ -142,8 +142,13 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             )
     if group == "":
         resources.append(
-            {"name": "bindings", "singularName": "binding", "namespaced": True,
-             "kind": "Binding", "verbs": ["create"]}
+            {
+                "name": "bindings",
+                "singularName": "binding",
+                "namespaced": True,
+                "kind": "Binding",
+                "verbs": ["create"],
+            }
         )
     return {
         "kind": "APIResourceList",

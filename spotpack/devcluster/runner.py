@@ -136,15 +136,18 @@ class DevCluster:
         if self._seed_files:
             self.store.load_yaml(*self._seed_files)
         try:
-            server = _Server(self.host, self.port, self.app,
-                             handler=_handler_class(self._connections))
+            server = _Server(
+                self.host, self.port, self.app, handler=_handler_class(self._connections)
+            )
         except SystemExit as exc:  # werkzeug exits on bind errors; make it ours
             raise ConfigError(f"dev cluster cannot listen on {self.host}:{self.port}") from exc
         self._server = server
         self.port = server.port
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL},
-            name=f"devcluster-{self.port}", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name=f"devcluster-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         log.info("devcluster started url=%s", self.url)
@@ -183,8 +186,16 @@ class DevCluster:
             "kind": "Config",
             "clusters": [{"name": "devcluster", "cluster": {"server": self.url}}],
             "users": [{"name": "devcluster", "user": {}}],
-            "contexts": [{"name": "devcluster", "context": {
-                "cluster": "devcluster", "user": "devcluster", "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "devcluster",
+                    "context": {
+                        "cluster": "devcluster",
+                        "user": "devcluster",
+                        "namespace": namespace,
+                    },
+                }
+            ],
             "current-context": "devcluster",
             "preferences": {},
         }
@@ -193,6 +204,7 @@ class DevCluster:
         """Write :meth:`kubeconfig` to ``path`` (parents created); returns the path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(self.kubeconfig(namespace=namespace),
-                                         sort_keys=False), encoding="utf-8")
+        target.write_text(
+            yaml.safe_dump(self.kubeconfig(namespace=namespace), sort_keys=False), encoding="utf-8"
+        )
         return target

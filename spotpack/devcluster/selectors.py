@@ -173,7 +173,7 @@ def parse_field_selector(text: str | None, resource: str) -> Selector:
         elif path in supported:
             default = supported[path]
         else:
-            raise bad_request(f'field label not supported: {path}')
+            raise bad_request(f"field label not supported: {path}")
         reqs.append(_field_requirement(path, m["op"], m["value"], default))
     return Selector(tuple(reqs))
 

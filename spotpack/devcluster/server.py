@@ -92,8 +92,9 @@ class ApiServer:
             code = exc.code or 400
             response = error_response(ApiError(code, exc.description or exc.name))
         except Exception:
-            log.exception("devcluster request failed method=%s path=%s",
-                          request.method, request.path)
+            log.exception(
+                "devcluster request failed method=%s path=%s", request.method, request.path
+            )
             response = error_response(ApiError(500, "internal error in the dev cluster"))
         return response(environ, start_response)
 
@@ -135,12 +136,14 @@ class ApiServer:
         selector = _selector(request, route)
         parse_resource_version(request.args.get("resourceVersion"))
         items, rv = self.store.snapshot(route.rtype.plural, route.namespace, selector)
-        return json_response({
-            "kind": route.rtype.list_kind,
-            "apiVersion": route.rtype.api_version,
-            "metadata": {"resourceVersion": rv},
-            "items": items,
-        })
+        return json_response(
+            {
+                "kind": route.rtype.list_kind,
+                "apiVersion": route.rtype.api_version,
+                "metadata": {"resourceVersion": rv},
+                "items": items,
+            }
+        )
 
     def _watch(self, request: Request, route: Route) -> Response:
         args = request.args
@@ -158,8 +161,7 @@ class ApiServer:
             alive=(lambda: _peer_open(sock)) if isinstance(sock, socket.socket) else None,
         )
         body = _stream_events(stream, sock if isinstance(sock, socket.socket) else None)
-        return Response(body, status=200, content_type="application/json",
-                        direct_passthrough=True)
+        return Response(body, status=200, content_type="application/json", direct_passthrough=True)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -173,8 +175,9 @@ class ApiServer:
             raise ApiError(405, f"create is not allowed on {route.label} {route.name}")
         if route.rtype.namespaced and not route.namespace:
             raise ApiError(405, f"create {route.label} needs a namespace in the path")
-        created = self.store.create(route.rtype.plural, _object(body), route.namespace,
-                                    via_api=True)
+        created = self.store.create(
+            route.rtype.plural, _object(body), route.namespace, via_api=True
+        )
         return json_response(created, 201)
 
     def _bind(self, body: Any, route: Route) -> Response:
@@ -187,8 +190,11 @@ class ApiServer:
             raise ApiError(422, "Binding is invalid: metadata.name: Required value")
         if route.name and meta.get("name") not in (None, route.name):
             raise bad_request("the name of the binding does not match the pod in the URL")
-        if not isinstance(target, dict) or not isinstance(target.get("name"), str) \
-                or not target["name"]:
+        if (
+            not isinstance(target, dict)
+            or not isinstance(target.get("name"), str)
+            or not target["name"]
+        ):
             raise ApiError(422, f'Binding "{name}" is invalid: target.name: Required value')
         uid = meta.get("uid")
         annotations = meta.get("annotations")
@@ -196,11 +202,16 @@ class ApiServer:
             isinstance(annotations, dict)
             and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
         ):
-            raise ApiError(422, f'Binding "{name}" is invalid: metadata.annotations: '
-                           "must be a map of strings")
-        self.store.bind(route.namespace, name, target["name"],
-                        pod_uid=uid if isinstance(uid, str) else "",
-                        annotations=annotations)
+            raise ApiError(
+                422, f'Binding "{name}" is invalid: metadata.annotations: must be a map of strings'
+            )
+        self.store.bind(
+            route.namespace,
+            name,
+            target["name"],
+            pod_uid=uid if isinstance(uid, str) else "",
+            annotations=annotations,
+        )
         return json_response(success_status(201), 201)
 
     def _evict(self, body: Any, route: Route) -> Response:
@@ -210,20 +221,34 @@ class ApiServer:
             raise bad_request("name in URL does not match name in Eviction object")
         options = eviction.get("deleteOptions")
         pre = options.get("preconditions") if isinstance(options, dict) else None
-        self.store.evict(route.namespace, route.name,
-                         preconditions=pre if isinstance(pre, dict) else None)
+        self.store.evict(
+            route.namespace, route.name, preconditions=pre if isinstance(pre, dict) else None
+        )
         return json_response(success_status(201), 201)
 
     def _update(self, request: Request, route: Route) -> Response:
         body = _object(_json_body(request))
-        updated = self.store.replace(route.rtype.plural, route.name, body, route.namespace,
-                                     subresource=route.subresource, via_api=True)
+        updated = self.store.replace(
+            route.rtype.plural,
+            route.name,
+            body,
+            route.namespace,
+            subresource=route.subresource,
+            via_api=True,
+        )
         return json_response(updated)
 
     def _patch(self, request: Request, route: Route) -> Response:
         body = _json_body(request)
-        patched = self.store.patch(route.rtype.plural, route.name, body, request.mimetype,
-                                   route.namespace, subresource=route.subresource, via_api=True)
+        patched = self.store.patch(
+            route.rtype.plural,
+            route.name,
+            body,
+            request.mimetype,
+            route.namespace,
+            subresource=route.subresource,
+            via_api=True,
+        )
         return json_response(patched)
 
     def _delete(self, request: Request, route: Route) -> Response:
@@ -233,24 +258,38 @@ class ApiServer:
         pre = options.get("preconditions") if isinstance(options, dict) else None
         if options is not None and not isinstance(options, dict):
             raise bad_request("DeleteOptions must be a JSON object")
-        deleted = self.store.delete(route.rtype.plural, route.name, route.namespace,
-                                    preconditions=pre if isinstance(pre, dict) else None)
+        deleted = self.store.delete(
+            route.rtype.plural,
+            route.name,
+            route.namespace,
+            preconditions=pre if isinstance(pre, dict) else None,
+        )
         if route.rtype.plural in ("pods", "namespaces"):
             return json_response(deleted)
         meta = deleted["metadata"]
-        return json_response(success_status(200, {
-            "name": meta["name"], "kind": route.rtype.plural, "uid": meta.get("uid", ""),
-        }))
+        return json_response(
+            success_status(
+                200,
+                {
+                    "name": meta["name"],
+                    "kind": route.rtype.plural,
+                    "uid": meta.get("uid", ""),
+                },
+            )
+        )
 
     def _delete_collection(self, request: Request, route: Route) -> Response:
-        deleted = self.store.delete_collection(route.rtype.plural, route.namespace,
-                                               _selector(request, route))
-        return json_response({
-            "kind": route.rtype.list_kind,
-            "apiVersion": route.rtype.api_version,
-            "metadata": {"resourceVersion": self.store.resource_version},
-            "items": deleted,
-        })
+        deleted = self.store.delete_collection(
+            route.rtype.plural, route.namespace, _selector(request, route)
+        )
+        return json_response(
+            {
+                "kind": route.rtype.list_kind,
+                "apiVersion": route.rtype.api_version,
+                "metadata": {"resourceVersion": self.store.resource_version},
+                "items": deleted,
+            }
+        )
 
 
 def _verb(request: Request, route: Route) -> str:
@@ -269,8 +308,9 @@ def _verb(request: Request, route: Route) -> str:
         return verb
     if verb == "delete":
         return "delete" if named else "deletecollection"
-    raise ApiError(405, f"method {method} is not allowed on {route.label}",
-                   reason="MethodNotAllowed")
+    raise ApiError(
+        405, f"method {method} is not allowed on {route.label}", reason="MethodNotAllowed"
+    )
 
 
 def _json_body(request: Request, *, required: bool = True) -> Any:

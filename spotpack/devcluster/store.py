@@ -115,7 +115,8 @@ class Store:
         with self._cond:
             table = self._objects[rtype.plural].values()
             items = [
-                obj for obj in table
+                obj
+                for obj in table
                 if (not namespace or obj["metadata"].get("namespace") == namespace)
                 and (not selector or selector.matches(obj))
             ]
@@ -188,8 +189,10 @@ class Store:
             current = self._lookup(rtype, namespace, name)
             new = _apply_patch(o.clone(current), body, content_type, rtype, name)
             if o.name_of(new) != name:
-                raise bad_request(f"the name of the object ({o.name_of(new)}) does not match "
-                                  f"the name on the URL ({name})")
+                raise bad_request(
+                    f"the name of the object ({o.name_of(new)}) does not match "
+                    f"the name on the URL ({name})"
+                )
             o.place(new, rtype, current["metadata"].get("namespace", ""))
             committed = self._update(rtype, current, new, subresource, via_api=via_api)
         result: Obj = o.clone(committed)
@@ -216,7 +219,8 @@ class Store:
         rtype = rtype_of(resource)
         with self._cond:
             doomed = [
-                obj for obj in self._objects[rtype.plural].values()
+                obj
+                for obj in self._objects[rtype.plural].values()
                 if (not namespace or obj["metadata"].get("namespace") == namespace)
                 and selector.matches(obj)
             ]
@@ -248,22 +252,34 @@ class Store:
             current = self._lookup(pods, namespace, pod_name)
             uid = current["metadata"].get("uid", "")
             if pod_uid and pod_uid != uid:
-                raise conflict("pods/binding", pod_name,
-                               f"Precondition failed: UID in precondition: {pod_uid}, "
-                               f"UID in object meta: {uid}")
+                raise conflict(
+                    "pods/binding",
+                    pod_name,
+                    f"Precondition failed: UID in precondition: {pod_uid}, "
+                    f"UID in object meta: {uid}",
+                )
             bound = (current.get("spec") or {}).get("nodeName")
             if bound:
-                raise conflict("pods/binding", pod_name,
-                               f'pod {pod_name} is already assigned to node "{bound}"')
+                raise conflict(
+                    "pods/binding",
+                    pod_name,
+                    f'pod {pod_name} is already assigned to node "{bound}"',
+                )
             new: Obj = o.clone(current)
             new.setdefault("spec", {})["nodeName"] = node_name
             if annotations:
                 metadata = new.setdefault("metadata", {})
                 metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
             status = new.get("status") or {}
-            o.set_condition(status, {"type": "PodScheduled", "status": "True",
-                                     "lastProbeTime": None,
-                                     "lastTransitionTime": o.now_rfc3339()})
+            o.set_condition(
+                status,
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": o.now_rfc3339(),
+                },
+            )
             new["status"] = status
             committed = self._commit(pods, MODIFIED, new, current)
         result: Obj = o.clone(committed)
@@ -277,9 +293,18 @@ class Store:
             phase = (current.get("status") or {}).get("phase")
             refuse = self._eviction_refused
             if refuse is not None and phase not in ("Succeeded", "Failed") and refuse(current):
-                raise ApiError(429, PDB_MESSAGE, details={
-                    "causes": [{"reason": "DisruptionBudget",
-                                "message": "The disruption budget does not allow it"}]})
+                raise ApiError(
+                    429,
+                    PDB_MESSAGE,
+                    details={
+                        "causes": [
+                            {
+                                "reason": "DisruptionBudget",
+                                "message": "The disruption budget does not allow it",
+                            }
+                        ]
+                    },
+                )
             _check_preconditions(pods, current, preconditions)
             committed = self._remove(pods, current)
         result: Obj = o.clone(committed)
@@ -325,15 +350,23 @@ class Store:
             initial: Objs | None = None
             if not rv:
                 initial = [
-                    obj for obj in self._objects[rtype.plural].values()
+                    obj
+                    for obj in self._objects[rtype.plural].values()
                     if (not namespace or obj["metadata"].get("namespace") == namespace)
                     and selector.matches(obj)
                 ]
                 rv = self._history.last
             stream = WatchStream(
-                self, rtype, namespace=namespace, selector=selector,
-                cursor=min(rv, self._history.last), initial=initial, timeout=timeout,
-                bookmark_interval=bookmark_interval, stop=stop, alive=alive,
+                self,
+                rtype,
+                namespace=namespace,
+                selector=selector,
+                cursor=min(rv, self._history.last),
+                initial=initial,
+                timeout=timeout,
+                bookmark_interval=bookmark_interval,
+                stop=stop,
+                alive=alive,
             )
             self._watches.add(stream)
         return stream
@@ -408,8 +441,7 @@ class Store:
         times: int | None = None,
     ) -> None:
         """Delay and/or fail API requests for ``resource`` (e.g. ``pods/binding``) + ``verb``."""
-        self.faults.add(Fault(resource, verb, delay=delay, code=code, message=message,
-                              times=times))
+        self.faults.add(Fault(resource, verb, delay=delay, code=code, message=message, times=times))
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -435,9 +467,12 @@ class Store:
                     break
         o.check_name(rtype, m.get("name", ""))
         if (ns, m["name"]) in table:
-            raise ApiError(409, f'{rtype.plural} "{m["name"]}" already exists',
-                           reason="AlreadyExists",
-                           details={"name": m["name"], "kind": rtype.plural})
+            raise ApiError(
+                409,
+                f'{rtype.plural} "{m["name"]}" already exists',
+                reason="AlreadyExists",
+                details={"name": m["name"], "kind": rtype.plural},
+            )
         return self._commit(rtype, ADDED, new, None)
 
     def _update(
@@ -518,9 +553,13 @@ def _check_preconditions(rtype: ResourceType, current: Obj, pre: Obj | None) -> 
     for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
         want = pre.get(field)
         if want and want != meta.get(field):
-            raise conflict(rtype.plural, meta["name"],
-                           f"Precondition failed: {label} in precondition: {want}, "
-                           f"{label} in object meta: {meta.get(field)}", rtype.group)
+            raise conflict(
+                rtype.plural,
+                meta["name"],
+                f"Precondition failed: {label} in precondition: {want}, "
+                f"{label} in object meta: {meta.get(field)}",
+                rtype.group,
+            )
 
 
 def _apply_patch(base: Obj, body: Any, content_type: str, rtype: ResourceType, name: str) -> Obj:
@@ -536,12 +575,16 @@ def _apply_patch(base: Obj, body: Any, content_type: str, rtype: ResourceType, n
             merge = merge_patch if content_type == MERGE_PATCH else strategic_merge_patch
             result = merge(base, body)
         else:
-            raise ApiError(415, f"the body of the request was in an unknown format - "
-                           f"accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, "
-                           f"{STRATEGIC_MERGE_PATCH}")
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - "
+                f"accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, "
+                f"{STRATEGIC_MERGE_PATCH}",
+            )
     except PatchError as exc:
-        raise ApiError(422, f"the server rejected our request due to an error in our "
-                       f"request: {exc}") from exc
+        raise ApiError(
+            422, f"the server rejected our request due to an error in our request: {exc}"
+        ) from exc
     if not isinstance(result, dict):
         raise ApiError(422, f'{rtype.kind} "{name}" is invalid: the patch must leave an object')
     return o.check_type(result, rtype)

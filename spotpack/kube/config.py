@@ -37,8 +37,9 @@ def _new_configuration(pool_maxsize: int) -> Any:
 
 def _from_kubeconfig(path: str, context: str | None, pool_maxsize: int) -> client.ApiClient:
     cfg = _new_configuration(pool_maxsize)
-    load_kube_config(config_file=path, context=context, client_configuration=cfg,
-                     persist_config=False)
+    load_kube_config(
+        config_file=path, context=context, client_configuration=cfg, persist_config=False
+    )
     return client.ApiClient(configuration=cfg)
 
 

@@ -217,8 +217,9 @@ class Informer:
     def start(self) -> Self:
         """Run in a daemon thread; returns self. Use :meth:`wait_for_sync` to wait."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"informer-{self.name}", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -231,8 +232,9 @@ class Informer:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("informer did not stop in time informer=%s timeout=%s",
-                            self.name, timeout)
+                log.warning(
+                    "informer did not stop in time informer=%s timeout=%s", self.name, timeout
+                )
 
     @property
     def has_synced(self) -> bool:
@@ -282,8 +284,7 @@ class Informer:
                     need_list = False
                 progressed = self._watch()
             except WatchExpiredError:
-                log.info("informer watch expired, relisting informer=%s rv=%s",
-                         self.name, self._rv)
+                log.info("informer watch expired, relisting informer=%s rv=%s", self.name, self._rv)
                 need_list = True
                 progressed = time.monotonic() - started >= _PROGRESS_SECONDS
             except Exception as exc:
@@ -291,8 +292,12 @@ class Informer:
                     break
                 if getattr(exc, "status", None) == GONE:
                     need_list = True
-                log.warning("informer error informer=%s relist=%s error=%s",
-                            self.name, need_list, _describe(exc))
+                log.warning(
+                    "informer error informer=%s relist=%s error=%s",
+                    self.name,
+                    need_list,
+                    _describe(exc),
+                )
             # A stream that delivered events and then broke reconnects at once.
             progressed = progressed or self._events_seen > seen
             if progressed:
@@ -325,8 +330,13 @@ class Informer:
         self.relists += 1
         if self._resync_period:
             self._next_resync = time.monotonic() + self._resync_period
-        log.info("informer listed informer=%s items=%d rv=%s first=%s",
-                 self.name, len(fresh), rv, not self._synced.is_set())
+        log.info(
+            "informer listed informer=%s items=%d rv=%s first=%s",
+            self.name,
+            len(fresh),
+            rv,
+            not self._synced.is_set(),
+        )
         self._emit_diff(old, fresh)
         # Synced only after the handlers have seen the first list, so a service that
         # builds state in its handlers is complete when it reports ready.
@@ -354,8 +364,11 @@ class Informer:
         seconds = self._watch_seconds()
         started, events = time.monotonic(), 0
         resp = self._call(
-            watch=True, resource_version=self._rv, allow_watch_bookmarks=True,
-            timeout_seconds=seconds, _request_timeout=(_CONNECT_TIMEOUT, seconds + 30),
+            watch=True,
+            resource_version=self._rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=seconds,
+            _request_timeout=(_CONNECT_TIMEOUT, seconds + 30),
         )
         try:
             for line in _lines(resp):
@@ -378,20 +391,22 @@ class Informer:
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
-            log.warning("informer skipped a malformed watch line informer=%s line=%.200r",
-                        self.name, line)
+            log.warning(
+                "informer skipped a malformed watch line informer=%s line=%.200r", self.name, line
+            )
             return
         kind = event.get("type") if isinstance(event, dict) else None
         obj = event.get("object") if isinstance(event, dict) else None
         if not isinstance(obj, dict) or not isinstance(kind, str):
-            log.warning("informer skipped a watch event without type/object informer=%s",
-                        self.name)
+            log.warning("informer skipped a watch event without type/object informer=%s", self.name)
             return
         if kind == "ERROR":
             if obj.get("code") == GONE:
                 raise WatchExpiredError(obj.get("message", "resource version expired"))
-            raise WatchFailedError(f"watch error code={obj.get('code')} "
-                                   f"reason={obj.get('reason')} message={obj.get('message')}")
+            raise WatchFailedError(
+                f"watch error code={obj.get('code')} "
+                f"reason={obj.get('reason')} message={obj.get('message')}"
+            )
         if kind == "BOOKMARK":
             self._advance(resource_version_of(obj))
         elif kind in ("ADDED", "MODIFIED"):
@@ -399,8 +414,9 @@ class Informer:
         elif kind == "DELETED":
             self._delete(obj)
         else:
-            log.warning("informer skipped an unknown event type informer=%s type=%s",
-                        self.name, kind)
+            log.warning(
+                "informer skipped an unknown event type informer=%s type=%s", self.name, kind
+            )
 
     def _advance(self, rv: str) -> None:
         if rv:
@@ -409,16 +425,19 @@ class Informer:
 
     def _prepare(self, raw: Any) -> tuple[str, Obj] | None:
         """(key, transformed object), or None (logged) if the object is unusable."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("metadata"), dict) \
-                or not raw["metadata"].get("name"):
-            log.warning("informer skipped an object without metadata.name informer=%s",
-                        self.name)
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("metadata"), dict)
+            or not raw["metadata"].get("name")
+        ):
+            log.warning("informer skipped an object without metadata.name informer=%s", self.name)
             return None
         try:
             obj = self._transform(raw) if self._transform else raw
         except Exception:
-            log.exception("informer transform failed informer=%s key=%s",
-                          self.name, object_key(raw))
+            log.exception(
+                "informer transform failed informer=%s key=%s", self.name, object_key(raw)
+            )
             return None
         return object_key(raw), obj
 
@@ -444,8 +463,9 @@ class Informer:
             before = self._items.pop(key, None)
             self._rv = rv or self._rv
         if before is None:
-            log.debug("informer got DELETED for an unknown object informer=%s key=%s",
-                      self.name, key)
+            log.debug(
+                "informer got DELETED for an unknown object informer=%s key=%s", self.name, key
+            )
             return
         prepared = self._prepare(raw)
         self._notify(self._handlers.delete, prepared[1] if prepared else before)
@@ -455,9 +475,12 @@ class Informer:
             try:
                 handler(*args)
             except Exception:
-                log.exception("informer handler failed informer=%s handler=%s key=%s",
-                              self.name, getattr(handler, "__name__", handler),
-                              object_key(args[-1]))
+                log.exception(
+                    "informer handler failed informer=%s handler=%s key=%s",
+                    self.name,
+                    getattr(handler, "__name__", handler),
+                    object_key(args[-1]),
+                )
 
 
 def _describe(exc: BaseException) -> str:
