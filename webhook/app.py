@@ -16,7 +16,7 @@ from spotpack.errors import ClusterUnavailable
 from spotpack.logs import configure_logging
 from webhook.metrics import create_metrics
 from webhook.namespaces import NamespaceDefaults, StaticNamespaces
-from webhook.routes import MutateEndpoint, WebhookContext, bp, register_errors
+from webhook.routes import WebhookContext, bp, hot_paths, register_errors
 from webhook.settings import WebhookSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def create_app(
     app.extensions["spotpack.settings"] = settings
     app.register_blueprint(bp)
     register_errors(app)
-    app.wsgi_app = MutateEndpoint(app.wsgi_app, ctx)  # type: ignore[method-assign]
+    app.wsgi_app = hot_paths(app.wsgi_app, ctx)  # type: ignore[method-assign]
     return app
 
 

@@ -5,17 +5,15 @@ AdmissionReview gets a 400 that says what is wrong, a body over the cap a 413,
 and a pod we cannot process an ``allowed`` review with a warning, so a bug of
 ours never blocks a pod and never shows a traceback.
 
-``POST /mutate`` is on every pod creation's path, so it is served by a thin WSGI
-layer in front of Flask (:class:`MutateEndpoint`): the same parse -> decide ->
-respond functions, without Flask's per-request context, routing and signals,
-which cost as much as the decision itself. Everything else goes through Flask.
+``POST /mutate`` is on every pod creation's path, so it is served by the thin
+WSGI layer of :mod:`spotpack.wsgi` in front of Flask (see :func:`hot_paths`);
+everything else goes through Flask.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from spotpack.errors import InvalidInput
+from spotpack.wsgi import JSONEndpoints
 from webhook.metrics import WebhookMetrics
 from webhook.mutate import Decision, MutationConfig, Outcome, mutate_pod
 from webhook.namespaces import NamespaceDefaults
@@ -33,7 +32,6 @@ from webhook.schema import AdmissionRequest, BadReview, build_response, parse_re
 log = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__)
 UNPROCESSED_WARNING = "spotpack could not process this pod; it was admitted unchanged"
-JSON_HEADERS = [("Content-Type", "application/json")]
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,16 @@ def answer(body: bytes, ctx: WebhookContext) -> tuple[int, dict[str, Any]]:
     return 200, response
 
 
+def hot_paths(inner: Any, ctx: WebhookContext) -> JSONEndpoints:
+    """``POST /mutate`` served without Flask's per-request machinery."""
+    return JSONEndpoints(
+        inner,
+        {"/mutate": lambda body: answer(body, ctx)},
+        ctx.max_body_bytes,
+        lambda status, reason, message: _rejected(ctx, status, reason, message),
+    )
+
+
 def _rejected(
     ctx: WebhookContext, status: int, reason: str, message: str
 ) -> tuple[int, dict[str, Any]]:
@@ -103,60 +111,6 @@ def _respond(req: AdmissionRequest, decision: Decision) -> dict[str, Any]:
             message=f"spotpack denied pod {req.namespace}/{name}: {decision.message}",
         )
     return build_response(req.uid, patch=list(decision.ops), warnings=decision.warnings)
-
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-_STATUS = {
-    200: "200 OK",
-    400: "400 Bad Request",
-    405: "405 Method Not Allowed",
-    413: "413 Request Entity Too Large",
-}
-
-
-class MutateEndpoint:
-    """WSGI layer serving ``POST /mutate`` directly; every other request goes to Flask."""
-
-    def __init__(self, inner: WSGIApp, ctx: WebhookContext) -> None:
-        self.inner = inner
-        self.ctx = ctx
-
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != "/mutate":
-            return self.inner(environ, start_response)
-        body = _read_body(environ, self.ctx.max_body_bytes)
-        if environ.get("REQUEST_METHOD") != "POST":
-            status, payload = _rejected(self.ctx, 405, "MethodNotAllowed", "use POST /mutate")
-        elif body is None:
-            status, payload = _rejected(
-                self.ctx,
-                413,
-                "RequestEntityTooLarge",
-                f"body exceeds {self.ctx.max_body_bytes} bytes",
-            )
-        else:
-            status, payload = answer(body, self.ctx)
-        data = orjson.dumps(payload)
-        headers = [*JSON_HEADERS, ("Content-Length", str(len(data)))]
-        if status == 405:
-            headers.append(("Allow", "POST"))
-        start_response(_STATUS[status], headers)
-        return [data]
-
-
-def _read_body(environ: dict[str, Any], cap: int) -> bytes | None:
-    """The request body, or None when it is larger than ``cap`` (declared or actual)."""
-    stream = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH") or ""
-    if length.isdigit():
-        if int(length) > cap:
-            return None
-        data: bytes = stream.read(int(length))
-        return data
-    data = stream.read(cap + 1)  # no declared length: read at most one byte past the cap
-    return None if len(data) > cap else data
 
 
 def _json(body: Any, status: int = 200) -> Response:
