@@ -13,6 +13,10 @@ variant in which every object has ``additionalProperties: false``, so unknown
 fields are rejected like the API server's strict field validation). The
 package's own ``validate()`` re-reads a 1.2 MB definitions file on every call;
 here the compiled validators are cached per (version, kind, apiVersion).
+
+For property tests it also offers a small RBAC authorizer (:class:`RBAC`: may
+this ServiceAccount do that, given the rendered bindings and the built-in roles
+they name) and :func:`edit`, which makes deliberately broken copies.
 """
 
 from __future__ import annotations
@@ -323,3 +327,237 @@ def find(objects: Iterable[Obj], kind: str, name: str) -> Obj:
     found = [o for o in iter_kind(objects, kind) if o["metadata"].get("name") == name]
     assert len(found) == 1, f"expected one {kind} {name!r}, found {len(found)}"
     return found[0]
+
+
+# --------------------------------------------------------------------------- RBAC
+
+
+class RBACError(LookupError):
+    """A binding refers to a role that is neither rendered nor a known built-in."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is asking: a user name and the groups the authenticator adds."""
+
+    user: str
+    groups: frozenset[str]
+
+
+def service_account(namespace: str, name: str) -> Identity:
+    """The identity the API server gives a ServiceAccount token."""
+    return Identity(
+        user=f"system:serviceaccount:{namespace}:{name}",
+        groups=frozenset(
+            {
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{namespace}",
+                "system:authenticated",
+            }
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    """One resource request as the RBAC authorizer sees it.
+
+    ``resource`` is the plural, with ``/subresource`` when there is one
+    (``pods/binding``). ``namespace`` is empty for cluster-scoped resources and
+    for list/watch across all namespaces. ``name`` is empty when the request
+    names no object: create, and list/watch without a name field selector.
+    """
+
+    verb: str
+    resource: str
+    group: str = ""
+    namespace: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Which binding, role and rule allowed a request."""
+
+    binding: str
+    role: str
+    rule: Obj
+
+
+def _subject_matches(subject: Mapping[str, Any], who: Identity) -> bool:
+    kind = subject.get("kind")
+    if kind == "ServiceAccount":
+        namespace, name = subject.get("namespace", ""), subject["name"]
+        return who.user == f"system:serviceaccount:{namespace}:{name}"
+    if kind == "User":
+        return bool(subject["name"] == who.user)
+    if kind == "Group":
+        return subject["name"] in who.groups
+    raise RBACError(f"unknown subject kind {kind!r}")
+
+
+def _resource_matches(rule_resources: Iterable[str], requested: str) -> bool:
+    """RBAC's ResourceMatches: exact, ``*``, or ``*/subresource``; ``pods/*`` matches nothing."""
+    subresource = requested.partition("/")[2]
+    return any(
+        r in ("*", requested) or (subresource and r == f"*/{subresource}") for r in rule_resources
+    )
+
+
+def rule_allows(rule: Mapping[str, Any], request: Request) -> bool:
+    """One PolicyRule against one resource request (nonResourceURLs rules never match).
+
+    A rule with ``resourceNames`` matches only requests that name one of them,
+    so it never matches create, nor list/watch of the whole collection.
+    """
+    verbs = rule.get("verbs") or []
+    groups = rule.get("apiGroups") or []
+    names = rule.get("resourceNames") or []
+    return (
+        ("*" in verbs or request.verb in verbs)
+        and ("*" in groups or request.group in groups)
+        and _resource_matches(rule.get("resources") or [], request.resource)
+        and (not names or request.name in names)
+    )
+
+
+class RBAC:
+    """The RBAC authorizer over rendered objects plus built-in roles.
+
+    ``builtin`` holds the Roles/ClusterRoles the API server creates itself
+    (``system:kube-scheduler``, ...) that rendered bindings refer to; a binding
+    to a role found in neither raises :class:`RBACError`, so a typo in a
+    roleRef cannot pass as "grants nothing". Aggregated ClusterRoles are
+    refused rather than guessed.
+    """
+
+    def __init__(self, objects: Iterable[Obj], builtin: Iterable[Obj] = ()) -> None:
+        objects = list(objects)
+        self._roles: dict[tuple[str, str, str], Obj] = {}
+        for role in [*builtin, *objects]:  # rendered objects win over built-ins
+            if role.get("kind") in ("Role", "ClusterRole"):
+                self._roles[_identity(role)] = role
+        self.bindings = [
+            o for o in objects if o.get("kind") in ("RoleBinding", "ClusterRoleBinding")
+        ]
+
+    def role_for(self, binding: Obj) -> Obj:
+        ref = binding["roleRef"]
+        if ref.get("apiGroup") != "rbac.authorization.k8s.io":
+            raise RBACError(
+                f"{binding['metadata']['name']}: roleRef apiGroup {ref.get('apiGroup')!r}"
+            )
+        namespace = binding["metadata"].get("namespace", "") if ref["kind"] == "Role" else ""
+        if ref["kind"] == "Role" and binding["kind"] == "ClusterRoleBinding":
+            raise RBACError(
+                f"{binding['metadata']['name']}: a ClusterRoleBinding cannot bind a Role"
+            )
+        role = self._roles.get((ref["kind"], namespace, ref["name"]))
+        if role is None:
+            raise RBACError(
+                f"{binding['metadata']['name']}: no {ref['kind']} {namespace}/{ref['name']}"
+            )
+        if role.get("aggregationRule"):
+            raise RBACError(f"{ref['name']}: aggregated ClusterRoles are not evaluated")
+        return role
+
+    def bindings_of(self, who: Identity) -> list[Obj]:
+        return [
+            b
+            for b in self.bindings
+            if any(_subject_matches(s, who) for s in b.get("subjects") or [])
+        ]
+
+    def grants(self, who: Identity, request: Request) -> list[Grant]:
+        found = []
+        for binding in self.bindings_of(who):
+            meta = binding["metadata"]
+            if binding["kind"] == "RoleBinding" and meta.get("namespace", "") != request.namespace:
+                continue  # a RoleBinding grants only inside its own namespace
+            role = self.role_for(binding)
+            where = "/".join(
+                [binding["kind"], *filter(None, [meta.get("namespace")]), meta["name"]]
+            )
+            for rule in role.get("rules") or []:
+                if rule_allows(rule, request):
+                    found.append(Grant(where, role["metadata"]["name"], rule))
+        return found
+
+    def allows(self, who: Identity, request: Request) -> bool:
+        return bool(self.grants(who, request))
+
+
+# --------------------------------------------------------------------------- edits
+#
+# Deliberately broken copies for property tests. A path is dotted keys, `[N]`
+# list indexes, `[name=X]` list items by name and `["a.b/c"]` keys containing
+# dots (the syntax test_deploy_manifests.py uses).
+
+DELETE = "<delete>"
+
+
+@dataclass(frozen=True)
+class Append:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Remove:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Replace the first ``old`` in a string value with ``new``."""
+
+    old: str
+    new: str
+
+
+_PATH_TOKEN = re.compile(r'\.?([A-Za-z_]\w*)|\[(\d+)\]|\[name=([^\]]+)\]|\["([^"]+)"\]')
+
+
+def _path_tokens(path: str) -> list[str | int | tuple[str]]:
+    tokens: list[str | int | tuple[str]] = []
+    pos = 0
+    while pos < len(path):
+        match = _PATH_TOKEN.match(path, pos)
+        if not match:
+            raise ValueError(f"bad path {path!r} at {pos}")
+        key, index, name, quoted = match.groups()
+        tokens.append(int(index) if index else (name,) if name else key or quoted)
+        pos = match.end()
+    return tokens
+
+
+def _path_step(node: Any, token: str | int | tuple[str]) -> Any:
+    if isinstance(token, tuple):
+        (found,) = [item for item in node if item.get("name") == token[0]]
+        return found
+    return node[token]
+
+
+def edit(obj: Any, path: str, change: Any) -> None:
+    """Change ``obj`` in place at ``path``: set, DELETE, Append, Remove or Replace."""
+    *parents, last = _path_tokens(path)
+    node: Any = obj
+    for token in parents:
+        node = _path_step(node, token)
+    if change == DELETE:
+        if isinstance(last, tuple):
+            node.remove(_path_step(node, last))
+        else:
+            del node[last]
+    elif isinstance(change, Append):
+        _path_step(node, last).append(copy.deepcopy(change.value))
+    elif isinstance(change, Remove):
+        _path_step(node, last).remove(change.value)
+    elif isinstance(change, Replace):
+        if change.old not in node[last]:
+            raise ValueError(f"{change.old!r} not in {path}")
+        node[last] = node[last].replace(change.old, change.new, 1)
+    elif isinstance(last, tuple):
+        (index,) = [i for i, item in enumerate(node) if item.get("name") == last[0]]
+        node[index] = copy.deepcopy(change)
+    else:
+        node[last] = copy.deepcopy(change)

@@ -178,6 +178,10 @@ def check_namespaces(objs: list[Obj]) -> None:
         meta = obj["metadata"]
         if obj["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in meta, f"{obj['kind']} {meta['name']} is cluster-scoped"
+        elif (obj["kind"], meta.get("namespace")) == ("RoleBinding", "kube-system"):
+            # deploy/scheduler: kube-scheduler reads its client CAs there, and a
+            # RoleBinding grants only in its own namespace (test_deploy_scheduler.py).
+            assert obj["roleRef"]["name"] == "extension-apiserver-authentication-reader"
         else:
             assert meta.get("namespace") == NS, f"{obj['kind']} {meta['name']} not in {NS}"
 
