@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import yaml
 
 from spotpack.devcluster.errors import ApiError
@@ -23,14 +24,25 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when PyYAML was built with it: ten times faster on large seeds."""
+
+
+def _documents(path: Path) -> list[Any]:
+    """The documents of a YAML file, or of a JSON file (one document, e.g. a ``List``)."""
+    if path.suffix == ".json":
+        return [orjson.loads(path.read_bytes())]
+    with path.open(encoding="utf-8") as fh:
+        return list(yaml.load_all(fh, Loader=_LOADER))
+
+
 def load_manifests(paths: Iterable[str | Path]) -> list[Obj]:
     """Every document of every file, with ``kind: List`` unpacked; empty documents skipped."""
     manifests: list[Obj] = []
     for path in paths:
         try:
-            with Path(path).open(encoding="utf-8") as fh:
-                docs = list(yaml.safe_load_all(fh))
-        except (OSError, yaml.YAMLError) as exc:
+            docs = _documents(Path(path))
+        except (OSError, yaml.YAMLError, orjson.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read seed file {path}: {exc}") from exc
         for doc in docs:
             manifests.extend(_unpack(doc, str(path)))
