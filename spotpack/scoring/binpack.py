@@ -1,0 +1,106 @@
+"""GPU binpack and spread: how full a node's cards are once the pod is placed.
+
+HAMi's node score (``pkg/scheduler/policy/node_policy.go``), summed over all
+cards of the node, *after* adding the pod::
+
+    raw = 10 * (used_slots / total_slots + used_cores / total_cores + used_mem / total_mem)
+
+Each ratio is 0..1, so ``raw`` is 0..30 (HAMi's binpack policy prefers the
+highest, spread the lowest). Normalized to our 0..100 terms::
+
+    binpack = raw / 30 * 100
+    spread  = 100 - binpack
+
+A ratio with a zero total is 0 (HAMi would divide by zero) and a ratio above 1
+(a node over-committed by someone else) counts as 1, so the terms stay in range.
+Packing the fullest nodes first keeps whole nodes empty for whole-card jobs and
+for scale-down; spreading lowers the blast radius of one spot interruption.
+"""
+
+from __future__ import annotations
+
+from spotpack.gpu.inventory import NodeGPUs
+from spotpack.gpu.usage import Load, NodeUsage
+
+WEIGHT = 10
+"""HAMi's ``Weight``."""
+MAX_RAW = 3 * WEIGHT
+
+
+def _ratio(used: float, total: float) -> float:
+    if total <= 0 or used <= 0:
+        return 0.0
+    return min(used / total, 1.0)
+
+
+def hami_node_score(
+    *,
+    used_slots: float,
+    total_slots: float,
+    used_cores: float,
+    total_cores: float,
+    used_mem: float,
+    total_mem: float,
+) -> float:
+    """HAMi's raw node score, 0..30 (see the module docstring)."""
+    return WEIGHT * (
+        _ratio(used_slots, total_slots)
+        + _ratio(used_cores, total_cores)
+        + _ratio(used_mem, total_mem)
+    )
+
+
+def binpack_term(
+    *,
+    used_slots: float,
+    total_slots: float,
+    used_cores: float,
+    total_cores: float,
+    used_mem: float,
+    total_mem: float,
+) -> float:
+    """0..100, higher for fuller nodes."""
+    raw = hami_node_score(
+        used_slots=used_slots,
+        total_slots=total_slots,
+        used_cores=used_cores,
+        total_cores=total_cores,
+        used_mem=used_mem,
+        total_mem=total_mem,
+    )
+    return raw / MAX_RAW * 100
+
+
+def spread_term(
+    *,
+    used_slots: float,
+    total_slots: float,
+    used_cores: float,
+    total_cores: float,
+    used_mem: float,
+    total_mem: float,
+) -> float:
+    """0..100, higher for emptier nodes: ``100 - binpack_term``."""
+    return 100 - binpack_term(
+        used_slots=used_slots,
+        total_slots=total_slots,
+        used_cores=used_cores,
+        total_cores=total_cores,
+        used_mem=used_mem,
+        total_mem=total_mem,
+    )
+
+
+def node_binpack(gpus: NodeGPUs, usage: NodeUsage, added: Load) -> float:
+    """:func:`binpack_term` of a node after adding ``added`` (``FitResult.added``); O(1)."""
+    return binpack_term(
+        used_slots=usage.sum_slots + added[0],
+        total_slots=gpus.total_slots,
+        used_cores=usage.sum_cores + added[2],
+        total_cores=gpus.total_cores,
+        used_mem=usage.sum_mem + added[1],
+        total_mem=gpus.total_mem,
+    )
+
+
+__all__ = ["MAX_RAW", "WEIGHT", "binpack_term", "hami_node_score", "node_binpack", "spread_term"]
