@@ -90,7 +90,7 @@ def test_bind_of_a_vanished_pod_is_an_error_not_a_500(state) -> None:
 
 def test_empty_and_unknown_names(state) -> None:
     pod = gpu_pod("p")
-    status, result = post(client_for(state), "/filter", {"Pod": pod, "Nodes": None, "NodeNames": []})
+    _status, result = post(client_for(state), "/filter", {"Pod": pod, "Nodes": None, "NodeNames": []})
     assert result["NodeNames"] == [] and result["Error"] == ""
     _status, result = post(client_for(state), "/filter", {"Pod": pod, "Nodes": None, "NodeNames": ["ghost", "gpu-1"]})
     assert result["NodeNames"] == ["gpu-1"]
