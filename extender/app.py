@@ -8,6 +8,7 @@ memory). Tests pass the state and collaborators in.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,9 @@ from extender.settings import ExtenderSettings, load_settings
 from extender.state import ClusterState
 from spotpack.capacity import scheme_named
 from spotpack.logs import configure_logging
+
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread holds the GIL before another may take it (CPython default 0.005)."""
 
 
 def build_state(settings: ExtenderSettings) -> ClusterState:
@@ -44,6 +48,10 @@ def create_app(
     """Build the app; without injected collaborators it watches the configured cluster."""
     settings = settings or load_settings()
     configure_logging(settings.log_format, settings.log_level)
+    # gunicorn's gthread worker hands each request from its event-loop thread to a
+    # pool thread; with CPython's default 5 ms GIL switch interval that hand-off
+    # alone can cost milliseconds, on every pod's scheduling path.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     state = state or build_state(settings)
     app = Flask("spotpack-extender")
     if binder is None:

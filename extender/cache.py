@@ -9,6 +9,7 @@ phase; for nodes, labels, the GPU annotations, taints and allocatable.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -155,9 +156,33 @@ def connect(settings: ExtenderSettings, state: ClusterState) -> Wiring:
     return Wiring(
         binder=KubeBinder(api_client, settings.bind_timeout_seconds),
         fetch_pod=lambda ns, name: _read_pod(api_client, ns, name),
-        ready=lambda: nodes.has_synced and pods.has_synced,
+        ready=_FreezeWhenSynced(lambda: nodes.has_synced and pods.has_synced),
         stop=stop,
     )
+
+
+class _FreezeWhenSynced:
+    """Readiness that, the first time the caches are synced, moves the objects loaded so
+    far out of the garbage collector's reach (``gc.freeze``).
+
+    A synced cache of 50,000 pods is millions of long-lived objects; without this
+    every full collection walks them all, a pause of 100 ms or more that lands on
+    some unlucky filter call (p99). The cache's later changes are small.
+    """
+
+    def __init__(self, synced: Callable[[], bool]) -> None:
+        self._synced = synced
+        self._frozen = False
+
+    def __call__(self) -> bool:
+        if not self._synced():
+            return False
+        if not self._frozen:
+            self._frozen = True
+            gc.collect()
+            gc.freeze()
+            log.info("caches synced", extra={"frozen_objects": gc.get_freeze_count()})
+        return True
 
 
 def _read_pod(api_client: Any, namespace: str, name: str) -> dict[str, Any] | None:

@@ -2,7 +2,8 @@
 
 Read-only over :class:`~extender.state.ClusterState`, under its lock for the
 length of one request (microseconds per node), with everything that depends
-only on the node precomputed in its :class:`~spotpack.nodeview.NodeView`.
+only on the node precomputed in its :class:`~spotpack.nodeview.NodeView` and
+its entry (risk score, usage summary).
 
 Filter verdicts, in order (cheapest first):
 
@@ -17,6 +18,10 @@ integer 0..10 the protocol requires: GPU packing (HAMi's binpack formula after
 placing the pod, or its inverse for ``spread``), spot interruption risk of the
 node's (instance type, zone) raised by interruptions seen, and price relative
 to the other candidates.
+
+Both loops run for every candidate node of every pod, so the common vGPU shape
+and the score mixing are written out (see :func:`simple_shape`); a property
+test checks they answer what the core's general functions answer.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from extender.state import ClusterState, NodeEntry
-from spotpack.gpu import PreparedDemand, prepare
+from spotpack.gpu import ContainerKind, PreparedDemand, prepare
+from spotpack.gpu.fit import sure_load
 from spotpack.nodeview import NodeView
 from spotpack.podview import PodView
 from spotpack.policy import GPUPolicy
 from spotpack.scoring.binpack import node_binpack
-from spotpack.scoring.combine import to_extender_score
-from spotpack.scoring.price import price_bounds, price_score
+from spotpack.scoring.combine import MAX_SCORE
+from spotpack.scoring.price import NEUTRAL, price_bounds
 from spotpack.vgpu.model import PodGPUDemand
 
 NOT_CACHED = "node is not in the extender's cache yet"
+Row = tuple[float | None, float, float | None]
+"""(GPU term or None, risk score, hourly price or None) of one candidate node."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,13 @@ class Verdicts:
     passed: list[str]
     failed: dict[str, str]
     unresolvable: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    gpu: float = 3.0
+    risk: float = 2.0
+    price: float = 1.0
 
 
 @lru_cache(maxsize=4096)
@@ -57,6 +72,23 @@ def prepared_demand(pod: PodView) -> PreparedDemand:
     return _prepared(pod.demand, pod.gpu_policy, pod.gpu_include, pod.gpu_exclude)
 
 
+def simple_shape(prepared: PreparedDemand) -> tuple[int, int] | None:
+    """(count, MiB) when the demand is the common shape the hot loops special-case: one
+    app container of ``count`` vGPUs of a fixed size, no cores asked, no GPU type filter.
+
+    For that shape :func:`spotpack.gpu.fit.sure_load` reduces to one comparison on the
+    node summary, ``free_desc[count - 1] >= MiB``, and the binpack term to three
+    multiplications; the loops below inline both.
+    """
+    steps = prepared.steps
+    if len(steps) != 1 or prepared.filtered:
+        return None
+    step = steps[0]
+    if step.kind is not ContainerKind.APP or step.cores != 0 or step.mem_mib < 0:
+        return None
+    return step.count, step.mem_mib
+
+
 def capacity_problem(pod: PodView, view: NodeView) -> str | None:
     """Why the node's capacity type or state rules it out for this pod, if it does."""
     if view.interrupted:
@@ -68,13 +100,20 @@ def capacity_problem(pod: PodView, view: NodeView) -> str | None:
     return None
 
 
+def _surely_fits(entry: NodeEntry, prepared: PreparedDemand) -> bool:
+    gpus, usage = entry.view.gpus, entry.usage
+    return gpus is not None and usage is not None and sure_load(prepared, gpus, usage) is not None
+
+
 def filter_nodes(state: ClusterState, pod: PodView, names: list[str]) -> Verdicts:
     """The filter verdict for every name (each name lands in exactly one bucket)."""
     passed: list[str] = []
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
-    gpu = pod.demand.is_gpu_pod
-    prepared = prepared_demand(pod) if gpu else None
+    prepared = prepared_demand(pod) if pod.demand.is_gpu_pod else None
+    simple = simple_shape(prepared) if prepared is not None else None
+    k, need = (simple[0] - 1, simple[1]) if simple is not None else (0, 0)
+    on_demand, spot = pod.needs_on_demand, pod.needs_spot
     nodes = state.nodes
     with state.lock:
         for name in names:
@@ -82,11 +121,20 @@ def filter_nodes(state: ClusterState, pod: PodView, names: list[str]) -> Verdict
             if entry is None:
                 failed[name] = NOT_CACHED
                 continue
-            problem = capacity_problem(pod, entry.view)
-            if problem is not None:
-                unresolvable[name] = problem
+            view = entry.view
+            if view.interrupted or (on_demand and view.spot) or (spot and not view.spot):
+                unresolvable[name] = capacity_problem(pod, view) or "capacity"
                 continue
             if prepared is not None:
+                usage = entry.usage
+                if simple is not None and usage is not None:
+                    free = usage.free_desc
+                    if k < len(free) and free[k] >= need:
+                        passed.append(name)
+                        continue
+                elif _surely_fits(entry, prepared):
+                    passed.append(name)
+                    continue
                 result = state.fit_on(entry, prepared)
                 if not result.ok:
                     (unresolvable if result.unresolvable else failed)[name] = result.reason
@@ -95,20 +143,18 @@ def filter_nodes(state: ClusterState, pod: PodView, names: list[str]) -> Verdict
     return Verdicts(passed, failed, unresolvable)
 
 
-@dataclass(frozen=True, slots=True)
-class Weights:
-    gpu: float = 3.0
-    risk: float = 2.0
-    price: float = 1.0
-
-
 def _gpu_term(entry: NodeEntry, prepared: PreparedDemand, spread: bool) -> float | None:
-    if entry.view.gpus is None or entry.usage is None:
+    """HAMi's binpack score of the node with the pod on it (O(1) on the common shapes)."""
+    gpus, usage = entry.view.gpus, entry.usage
+    if gpus is None or usage is None:
         return None
-    result = ClusterState.fit_on(entry, prepared)
-    if not result.ok:
-        return 0.0
-    packed = node_binpack(entry.view.gpus, entry.usage, result.added)
+    added = sure_load(prepared, gpus, usage)
+    if added is None:
+        result = ClusterState.fit_on(entry, prepared)
+        if not result.ok:
+            return 0.0
+        added = result.added
+    packed = node_binpack(gpus, usage, added)
     return 100.0 - packed if spread else packed
 
 
@@ -119,31 +165,69 @@ def prioritize_nodes(
 
     ``score = round_half_up(sum(w_t * term_t) / sum(w_t) / 10)`` over the terms
     the node has (a CPU-only node has no GPU term; it is left out, not counted
-    as 0). The price term is 100 for the cheapest candidate and 0 for the
-    dearest; unknown prices get 50 (see :mod:`spotpack.scoring.price`).
+    as 0): :func:`spotpack.scoring.combine.combine` of the GPU term, the node's
+    risk score and :func:`spotpack.scoring.price.price_score`, written out here.
+    Prices are compared among these candidates only.
     """
     prepared = prepared_demand(pod) if pod.demand.is_gpu_pod else None
+    simple = simple_shape(prepared) if prepared is not None else None
     spread = pod.gpu_policy is GPUPolicy.SPREAD
-    rows: list[tuple[str, float | None, float, float | None] | None] = []
+    count, need = simple if simple is not None else (1, 0)
+    k, add_mem, scale = count - 1, need * count, 100.0 / 3.0
+    rows: list[Row | None] = []
+    nodes = state.nodes
     with state.lock:
         for name in names:
-            entry = state.nodes.get(name)
+            entry = nodes.get(name)
             if entry is None:
                 rows.append(None)
                 continue
-            gpu = _gpu_term(entry, prepared, spread) if prepared is not None else None
-            rows.append((name, gpu, entry.risk, entry.view.price))
-    bounds = price_bounds(row[3] for row in rows if row is not None)
+            gpu: float | None = None
+            if prepared is not None:
+                usage, gpus = entry.usage, entry.view.gpus
+                if simple is not None and usage is not None and gpus is not None:
+                    free = usage.free_desc
+                    if k < len(free) and free[k] >= need:
+                        inv = gpus.inverse_totals
+                        packed = min(usage.fill + count * inv[0] + add_mem * inv[1], 3.0) * scale
+                        gpu = 100.0 - packed if spread else packed
+                    else:
+                        gpu = _gpu_term(entry, prepared, spread)
+                else:
+                    gpu = _gpu_term(entry, prepared, spread)
+            rows.append((gpu, entry.risk, entry.view.price))
+    return _mix(names, rows, weights)
+
+
+def _mix(names: list[str], rows: list[Row | None], weights: Weights) -> list[tuple[str, int]]:
+    """The weighted mean of each row's terms as the protocol's integer 0..10.
+
+    Known prices lie in ``[lo, hi]`` of these very rows, so the price term
+    ``100 * (hi - price) / (hi - lo)`` needs no clamping; unknown prices are neutral.
+    """
+    bounds = price_bounds(row[2] for row in rows if row is not None)
+    w_gpu, w_risk, w_price = weights.gpu, weights.risk, weights.price
+    if bounds is None:
+        lo, hi, per_dollar = 0.0, -1.0, 0.0
+    else:
+        lo, hi = bounds
+        per_dollar = w_price * 100.0 / (hi - lo) if hi > lo else 0.0
+    best, neutral = w_price * 100.0, w_price * NEUTRAL
+    base_weight = w_risk + w_price
+    with_gpu = base_weight + w_gpu
     scores = []
     for name, row in zip(names, rows, strict=True):
         if row is None:
             scores.append((name, 0))
             continue
-        _, gpu, risk, price = row
-        total = weights.risk * risk + weights.price * price_score(price, bounds)
-        weight = weights.risk + weights.price
-        if gpu is not None:
-            total += weights.gpu * gpu
-            weight += weights.gpu
-        scores.append((name, to_extender_score(total / weight if weight > 0 else 0.0)))
+        gpu, risk, price = row
+        if price is not None and lo <= price <= hi:
+            total = w_risk * risk + best - (price - lo) * per_dollar
+        else:
+            total = w_risk * risk + neutral
+        if gpu is None:
+            mean = total / base_weight if base_weight > 0 else 0.0
+        else:
+            mean = (total + w_gpu * gpu) / with_gpu if with_gpu > 0 else 0.0
+        scores.append((name, min(max(int(mean * 0.1 + 0.5), 0), MAX_SCORE)))
     return scores

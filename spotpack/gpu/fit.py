@@ -44,7 +44,7 @@ from spotpack.gpu.assignment import ContainerKind, DeviceGrant
 from spotpack.gpu.demand import FitResult, PreparedDemand, Step, prepare
 from spotpack.gpu.explain import State, explain, from_summary, type_reason
 from spotpack.gpu.inventory import FULL_CORES, NodeGPUs
-from spotpack.gpu.usage import NodeUsage, card_loads, open_columns
+from spotpack.gpu.usage import Load, NodeUsage, card_loads, open_columns
 from spotpack.policy import GPUPolicy
 from spotpack.vgpu.model import PodGPUDemand
 
@@ -81,6 +81,57 @@ def could_fit(prepared: PreparedDemand, gpus: NodeGPUs, usage: NodeUsage) -> boo
     if not prepared.steps:
         return True
     return _type_ok(prepared, gpus) and _short_step(prepared, gpus, usage) is None
+
+
+def sure_load(prepared: PreparedDemand, gpus: NodeGPUs, usage: NodeUsage) -> Load | None:
+    """A sufficient condition from the node summary, O(1): the (slots, MiB, cores) the pod
+    would add when it surely fits, else None (the full fit decides).
+
+    Covers the common shape, one app container of ``count`` vGPUs of a known size:
+
+    * no cores asked (0): any ``count`` open cards with the memory free will do,
+      which ``free_desc[count - 1] >= need`` says;
+    * exclusive (100 cores): ``count`` idle cards, every one big enough (same-size cards).
+
+    The filter then answers without choosing cards; bind runs the full fit.
+    """
+    steps = prepared.steps
+    if len(steps) != 1 or (prepared.filtered and not _uniform_allowed(prepared, gpus)):
+        return None
+    step = steps[0]
+    if step.kind is not ContainerKind.APP:
+        return None
+    if step.cores == 0:
+        return _sure_shared(step, gpus, usage)
+    if step.exclusive:
+        return _sure_exclusive(step, gpus, usage)
+    return None
+
+
+def _sure_shared(step: Step, gpus: NodeGPUs, usage: NodeUsage) -> Load | None:
+    """No cores asked: ``count`` open cards with the memory free surely take it."""
+    if step.mem_mib < 0 and gpus.uniform_mem is None:
+        return None
+    need, count, free = step.floor_need(gpus), step.count, usage.free_desc
+    if count <= len(free) and free[count - 1] >= need:
+        return (count, need * count, 0)
+    return None
+
+
+def _sure_exclusive(step: Step, gpus: NodeGPUs, usage: NodeUsage) -> Load | None:
+    """Whole cards: ``count`` idle cards of one size that holds the need surely take it."""
+    size, cores = gpus.uniform_mem, gpus.uniform_cores
+    if size is None or cores is None:
+        return None
+    need, count = step.floor_need(gpus), step.count
+    if count <= usage.idle_cards and need <= size:
+        return (count, need * count, cores * count)
+    return None
+
+
+def _uniform_allowed(prepared: PreparedDemand, gpus: NodeGPUs) -> bool:
+    uniform = gpus.uniform_model
+    return uniform is not None and prepared.model_ok(uniform)
 
 
 def _type_ok(prepared: PreparedDemand, gpus: NodeGPUs) -> bool:

@@ -122,10 +122,15 @@ class NodeGPUs:
     """The lower-cased model when every card has the same one (the usual case), else None."""
     uniform_mem: int | None = field(init=False, repr=False, compare=False)
     """The cards' MiB when all healthy cards have the same (the usual case), else None."""
+    uniform_cores: int | None = field(init=False, repr=False, compare=False)
+    """The cards' cores when all healthy cards have the same (always 100 with HAMi), else None."""
     total_mem: int = field(init=False, repr=False, compare=False)
     """MiB over all cards, healthy or not (HAMi's ``totalmem`` in its node score)."""
     total_slots: int = field(init=False, repr=False, compare=False)
     total_cores: int = field(init=False, repr=False, compare=False)
+    inverse_totals: tuple[float, float, float] = field(init=False, repr=False, compare=False)
+    """1/total slots, 1/total MiB, 1/total cores (0 for a zero total): the binpack score's
+    divisions done once per node instead of once per pod."""
     fit_memo: dict[int, tuple[object, bool]] = field(init=False, repr=False, compare=False)
     """Whether a prepared demand fits this node empty, kept by :mod:`spotpack.gpu.fit`."""
 
@@ -145,9 +150,19 @@ class NodeGPUs:
         put(self, "uniform_model", distinct.pop() if len(distinct) == 1 else None)
         sizes = {c.mem_mib for c in cards if c.healthy}
         put(self, "uniform_mem", sizes.pop() if len(sizes) == 1 else None)
+        cores = {c.cores for c in cards if c.healthy}
+        put(self, "uniform_cores", cores.pop() if len(cores) == 1 else None)
         put(self, "total_mem", sum(self.mem))
         put(self, "total_slots", sum(self.slots))
         put(self, "total_cores", sum(self.cores))
+        put(
+            self,
+            "inverse_totals",
+            tuple(
+                1.0 / t if t > 0 else 0.0
+                for t in (self.total_slots, self.total_mem, self.total_cores)
+            ),
+        )
         put(self, "fit_memo", {})
 
     @property

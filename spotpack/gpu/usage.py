@@ -170,6 +170,7 @@ class NodeUsage:
 
     __slots__ = (
         "drift",
+        "fill",
         "free_cores",
         "free_desc",
         "free_open",
@@ -211,6 +212,7 @@ class NodeUsage:
         self.max_free_mem = 0
         self.max_free_pos = -1
         self.sum_slots = self.sum_mem = self.sum_cores = 0
+        self.fill = 0.0
         self._refresh()
 
     @classmethod
@@ -299,6 +301,12 @@ class NodeUsage:
         self.sum_slots = sum(used_slots)
         self.sum_mem = sum(used_mem)
         self.sum_cores = sum(used_cores)
+        inv_slots, inv_mem, inv_cores = self.gpus.inverse_totals
+        self.fill = (
+            min(self.sum_slots * inv_slots, 1.0)
+            + min(self.sum_mem * inv_mem, 1.0)
+            + min(self.sum_cores * inv_cores, 1.0)
+        )  # HAMi's three usage ratios summed (0..3), for the binpack score
         self.memo = {}
         self.version += 1
 

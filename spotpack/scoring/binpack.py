@@ -92,15 +92,16 @@ def spread_term(
 
 
 def node_binpack(gpus: NodeGPUs, usage: NodeUsage, added: Load) -> float:
-    """:func:`binpack_term` of a node after adding ``added`` (``FitResult.added``); O(1)."""
-    return binpack_term(
-        used_slots=usage.sum_slots + added[0],
-        total_slots=gpus.total_slots,
-        used_cores=usage.sum_cores + added[2],
-        total_cores=gpus.total_cores,
-        used_mem=usage.sum_mem + added[1],
-        total_mem=gpus.total_mem,
-    )
+    """:func:`binpack_term` of a node after adding ``added`` (``FitResult.added``); O(1).
+
+    Computed from the node's precomputed ratio sum (``usage.fill``) and inverse
+    totals rather than through :func:`binpack_term`, since prioritize calls it
+    for every candidate of every pod. Equal to :func:`binpack_term` whenever the
+    pod fits (no ratio passes 1); a table test checks both agree.
+    """
+    inv_slots, inv_mem, inv_cores = gpus.inverse_totals
+    raw = usage.fill + added[0] * inv_slots + added[1] * inv_mem + added[2] * inv_cores
+    return min(max(raw, 0.0), 3.0) * (100.0 / 3.0)
 
 
 __all__ = ["MAX_RAW", "WEIGHT", "binpack_term", "hami_node_score", "node_binpack", "spread_term"]
