@@ -6,9 +6,9 @@ werkzeug's HTTP errors (e.g. 413 for an oversized body) are translated, and
 anything unexpected is logged and answered with a 500 ``Status``.
 
 Simplifications, on purpose: no authentication or authorization, no
-admission webhooks, ``limit``/``continue`` are ignored (the whole list comes
-back at once, which the API allows), lists are in insertion order rather than
-sorted, and ``dryRun`` is refused rather than silently applied.
+admission webhooks, lists are in insertion order rather than sorted (with
+``limit``, pages are slices of one snapshot, see :mod:`.paging`), and
+``dryRun`` is refused rather than silently applied.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from spotpack.devcluster import resources
 from spotpack.devcluster.errors import ApiError, bad_request, success_status
+from spotpack.devcluster.paging import Pager
 from spotpack.devcluster.routing import Route, parse_path
 from spotpack.devcluster.selectors import Selector, parse_field_selector, parse_label_selector
 from spotpack.devcluster.store import Store, parse_resource_version
@@ -64,6 +65,7 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.max_body_bytes = max_body_bytes
         self._stopping = threading.Event()
+        self._pager = Pager()
         self._discovery = _discovery_documents()
         self._handlers: dict[str, Callable[[Request, Route], Response]] = {
             "get": self._get,
@@ -135,12 +137,23 @@ class ApiServer:
     def _list(self, request: Request, route: Route) -> Response:
         selector = _selector(request, route)
         parse_resource_version(request.args.get("resourceVersion"))
-        items, rv = self.store.snapshot(route.rtype.plural, route.namespace, selector)
+        limit = _int_arg(request, "limit")
+        metadata: dict[str, Any] = {}
+        if limit:
+            items, rv, token, remaining = self._pager.page(
+                limit,
+                request.args.get("continue"),
+                lambda: self.store.snapshot(route.rtype.plural, route.namespace, selector),
+            )
+            if token is not None:
+                metadata = {"continue": token, "remainingItemCount": remaining}
+        else:
+            items, rv = self.store.snapshot(route.rtype.plural, route.namespace, selector)
         return json_response(
             {
                 "kind": route.rtype.list_kind,
                 "apiVersion": route.rtype.api_version,
-                "metadata": {"resourceVersion": rv},
+                "metadata": {"resourceVersion": rv, **metadata},
                 "items": items,
             }
         )

@@ -681,3 +681,37 @@ def test_binding_annotations_are_merged_into_the_pod(tmp_path) -> None:
                 api.call_api("/api/v1/namespaces/default/pods/p/binding", "POST", body=bad, header_params={"Content-Type": "application/json"})
         finally:
             api.close()
+
+
+def test_paginated_list_is_one_consistent_snapshot() -> None:
+    """limit/continue page through one snapshot; a stale token is 410 Expired."""
+    import http.client
+    import json as _json
+
+    from spotpack.devcluster import DevCluster
+
+    with DevCluster() as cluster:
+        for i in range(7):
+            cluster.store.create("nodes", {"metadata": {"name": f"n{i}"}})
+        conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=5)
+
+        def get(path: str) -> tuple[int, dict]:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, _json.loads(response.read())
+
+        status, first = get("/api/v1/nodes?limit=3")
+        assert status == 200 and [n["metadata"]["name"] for n in first["items"]] == ["n0", "n1", "n2"]
+        assert first["metadata"]["remainingItemCount"] == 4
+        cluster.store.create("nodes", {"metadata": {"name": "late"}})
+        cluster.store.delete("nodes", "n4")
+        names, token = [], first["metadata"]["continue"]
+        while token:
+            status, page = get(f"/api/v1/nodes?limit=3&continue={token}")
+            assert status == 200 and page["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+            names += [n["metadata"]["name"] for n in page["items"]]
+            token = page["metadata"].get("continue")
+        assert names == ["n3", "n4", "n5", "n6"], "later pages come from the first page's snapshot"
+        status, gone = get("/api/v1/nodes?limit=3&continue=deadbeef:3")
+        assert status == 410 and gone["reason"] == "Expired"
+        conn.close()

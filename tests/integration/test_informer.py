@@ -339,3 +339,26 @@ def test_backoff_grows_with_jitter_and_is_bounded() -> None:
     assert all(0.5 <= d <= 1.0 for d in delays[5:])
     backoff.reset()
     assert backoff.next() <= 0.1
+
+
+def test_informer_lists_in_pages(tmp_path) -> None:
+    """A relist pages through the list (small pages here) and still sees every object."""
+    from kubernetes import client
+
+    from spotpack.devcluster import DevCluster
+    from spotpack.kube.config import api_client_for_url
+    from spotpack.kube.informer import Informer
+
+    with DevCluster() as cluster:
+        for i in range(25):
+            cluster.store.create("nodes", {"metadata": {"name": f"n{i:02d}"}})
+        api = api_client_for_url(cluster.url)
+        seen: list[str] = []
+        informer = Informer(client.CoreV1Api(api).list_node, page_size=4, on_add=lambda o: seen.append(o["metadata"]["name"])).start()
+        try:
+            assert informer.wait_for_sync(10)
+            assert sorted(seen) == [f"n{i:02d}" for i in range(25)]
+            assert len(informer.list()) == 25
+        finally:
+            informer.stop()
+            api.close()
