@@ -26,6 +26,7 @@ test checks they answer what the core's general functions answer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,7 +38,7 @@ from spotpack.podview import PodView
 from spotpack.policy import GPUPolicy
 from spotpack.scoring.binpack import node_binpack
 from spotpack.scoring.combine import MAX_SCORE
-from spotpack.scoring.price import NEUTRAL, price_bounds
+from spotpack.scoring.price import NEUTRAL
 from spotpack.vgpu.model import PodGPUDemand
 
 NOT_CACHED = "node is not in the extender's cache yet"
@@ -176,12 +177,16 @@ def prioritize_nodes(
     k, add_mem, scale = count - 1, need * count, 100.0 / 3.0
     rows: list[Row | None] = []
     nodes = state.nodes
+    lo, hi = math.inf, -math.inf
     with state.lock:
         for name in names:
             entry = nodes.get(name)
             if entry is None:
                 rows.append(None)
                 continue
+            price = entry.view.price
+            if price is not None:
+                lo, hi = min(lo, price), max(hi, price)
             gpu: float | None = None
             if prepared is not None:
                 usage, gpus = entry.usage, entry.view.gpus
@@ -195,17 +200,22 @@ def prioritize_nodes(
                         gpu = _gpu_term(entry, prepared, spread)
                 else:
                     gpu = _gpu_term(entry, prepared, spread)
-            rows.append((gpu, entry.risk, entry.view.price))
-    return _mix(names, rows, weights)
+            rows.append((gpu, entry.risk, price))
+    return _mix(names, rows, weights, (lo, hi) if lo <= hi else None)
 
 
-def _mix(names: list[str], rows: list[Row | None], weights: Weights) -> list[tuple[str, int]]:
+def _mix(
+    names: list[str],
+    rows: list[Row | None],
+    weights: Weights,
+    bounds: tuple[float, float] | None,
+) -> list[tuple[str, int]]:
     """The weighted mean of each row's terms as the protocol's integer 0..10.
 
-    Known prices lie in ``[lo, hi]`` of these very rows, so the price term
+    ``bounds`` are the cheapest and dearest known prices of these very rows (node
+    prices come from the validated catalog: finite, >= 0), so the price term
     ``100 * (hi - price) / (hi - lo)`` needs no clamping; unknown prices are neutral.
     """
-    bounds = price_bounds(row[2] for row in rows if row is not None)
     w_gpu, w_risk, w_price = weights.gpu, weights.risk, weights.price
     if bounds is None:
         lo, hi, per_dollar = 0.0, -1.0, 0.0
