@@ -421,9 +421,16 @@ def main() -> int:
             f"{label:26s} names={n:5d}  filter p50 {pct(f, 0.5):6.2f} ms p99 {pct(f, 0.99):6.2f} ms | prioritize p50 {pct(p, 0.5):6.2f} ms p99 {pct(p, 0.99):6.2f} ms"
         )
     print(
-        f"bind: {bound} GPU pods through filter(500)+prioritize+bind with {args.threads} threads in {elapsed:.2f} s: {bound / elapsed:.0f} pods/s; bind p50 {pct(binds, 0.5):.2f} ms p99 {pct(binds, 0.99):.2f} ms; {errors} refused"
+        f"scheduling loop: {bound} GPU pods, filter(500 names) + prioritize in one loop, binds on {args.threads} threads against the API server, in {elapsed:.2f} s: {bound / elapsed:.0f} pods/s ({bound / elapsed:.0f} binds/s); bind p50 {pct(binds, 0.5):.2f} ms p99 {pct(binds, 0.99):.2f} ms; {errors} refused"
     )
     head = rows[0]
+    # kube-scheduler calls filter then prioritize inside its serial scheduling cycle;
+    # bind runs in the asynchronous binding cycle. At 5,000 nodes the in-tree cycle
+    # costs about 1.3 ms a pod (680-810 pods/s).
+    cycle = 1.3 + pct(head[2], 0.5) + pct(head[3], 0.5)
+    print(
+        f"model: scheduling cycle 1.3 ms in-tree + {cycle - 1.3:.2f} ms extender (p50) -> {1000 / cycle:.0f} pods/s, {1.3 / cycle:.0%} of the scheduler alone"
+    )
     print(
         f"extender: filter_p99_ms={pct(head[2], 0.99):.2f} prioritize_p99_ms={pct(head[3], 0.99):.2f} names=500"
     )
