@@ -112,8 +112,12 @@ def filter_result(
 
 
 def host_priorities(scores: list[tuple[str, int]]) -> list[dict[str, Any]]:
-    """``HostPriorityList``: a top-level array of ``{"Host", "Score"}`` with int scores."""
-    return [{"Host": host, "Score": int(score)} for host, score in scores]
+    """``HostPriorityList``: a top-level array of ``{"Host", "Score"}``.
+
+    Scores must already be ``int`` (the scoring code guarantees it, and the fuzz
+    tests check the wire): ``5.0`` would break the scheduler's Go decoder.
+    """
+    return [{"Host": host, "Score": score} for host, score in scores]
 
 
 def binding_result(error: str = "") -> dict[str, str]:
