@@ -22,6 +22,7 @@ from spotpack.errors import SpotpackError
 COMMANDS: dict[str, tuple[str, str]] = {
     "webhook": ("webhook.cli", "serve the mutating admission webhook"),
     "extender": ("extender.cli", "serve the kube-scheduler extender"),
+    "provisioner": ("provisioner.cli", "run the node provisioner"),
     "certs": ("spotpack.tls.cli", "generate the CA and serving certificates"),
     "catalog": ("spotpack.catalog.cli", "show, refresh or export the instance catalog"),
 }
