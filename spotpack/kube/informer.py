@@ -137,12 +137,24 @@ def _lines(resp: Any) -> Iterator[bytes]:
 
 
 def _shutdown(resp: Any) -> None:
-    """Unblock a thread reading ``resp`` by shutting its socket down."""
-    conn = getattr(resp, "connection", None)
-    sock = getattr(conn, "sock", None)
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    """Unblock a thread reading ``resp`` by shutting its socket down.
+
+    urllib3 2.x detaches the socket from its connection once the response
+    headers are read (``resp.connection.sock`` is None); the socket then lives
+    only under the http.client response's buffered reader. The Python object
+    there reports itself closed, but its descriptor stays open while the
+    reader holds it, and ``shutdown`` on it ends the blocked read at once.
+    """
+    candidates = (
+        getattr(getattr(resp, "connection", None), "sock", None),
+        getattr(
+            getattr(getattr(getattr(resp, "_fp", None), "fp", None), "raw", None), "_sock", None
+        ),
+    )
+    for sock in candidates:
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Handlers:
