@@ -364,24 +364,39 @@ def test_informer_lists_in_pages(tmp_path) -> None:
             api.close()
 
 
-def test_stop_is_quick_even_between_bookmarks() -> None:
-    """stop() ends a watch blocked on a quiet stream at once (urllib3 2 detaches the socket)."""
+def test_shutdown_unblocks_a_quiet_watch() -> None:
+    """_shutdown ends a read blocked on a quiet watch at once (urllib3 2 detaches the socket
+    from its connection, so the connection's socket cannot be used for it)."""
+    import threading
     import time
 
     from kubernetes import client
 
     from spotpack.devcluster import DevCluster
     from spotpack.kube.config import api_client_for_url
-    from spotpack.kube.informer import Informer
+    from spotpack.kube.informer import _shutdown
 
     with DevCluster(bookmark_interval=60) as cluster:
         api = api_client_for_url(cluster.url)
-        informer = Informer(client.CoreV1Api(api).list_node).start()
+        resp = client.CoreV1Api(api).list_node(watch=True, _preload_content=False, timeout_seconds=60)
+        ended = threading.Event()
+
+        def read() -> None:
+            try:
+                for _ in resp.stream(1024):
+                    pass
+            except Exception:
+                pass
+            ended.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
         try:
-            assert informer.wait_for_sync(10)
-            time.sleep(0.3)  # the watch is now blocked reading a quiet stream
-            started = time.monotonic()
-            informer.stop()
-            assert time.monotonic() - started < 1.0
+            time.sleep(0.3)
+            assert not ended.is_set()
+            _shutdown(resp)
+            assert ended.wait(1.0), "the blocked read did not end"
         finally:
+            reader.join(5)
+            resp.release_conn()
             api.close()
