@@ -163,7 +163,7 @@ def _shape(kind: PodKind, o: Offering) -> _Shape:
 
 
 def _fits(node: _Node, s: _Shape, o: Offering, n: int) -> bool:
-    """Necessary conditions for ``n`` more pods of shape ``s`` on ``node`` (see :func:`_patterns`)."""
+    """Necessary conditions for ``n`` more pods of shape ``s`` on ``node`` (:func:`_patterns`)."""
     if node.cpu < n * s.cpu or node.mem < n * s.mem or node.pods < n * s.pods:
         return False
     if not s.vgpus:
