@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-integration lint certs run webhook extender bench bench-webhook bench-extender clean
+.PHONY: help install test test-unit test-integration lint certs run webhook extender provisioner bench bench-webhook bench-extender bench-provisioner clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,13 +50,19 @@ webhook: run
 extender: $(STAMP) certs/out/tls.crt ## the extender over TLS on https://127.0.0.1:8444, embedded local cluster
 	SPOTPACK_EXTENDER_HOST=127.0.0.1 $(BIN)/spotpack extender --local
 
-bench: bench-webhook bench-extender ## every benchmark; each ends with one summary line
+provisioner: $(STAMP) ## the provisioner with the local provider on an embedded cluster
+	$(BIN)/spotpack provisioner --local
+
+bench: bench-webhook bench-extender bench-provisioner ## every benchmark; each ends with one summary line
 
 bench-webhook: $(STAMP) ## webhook p50/p99 latency and throughput over TLS keep-alive
 	$(BIN)/python -m bench.webhook
 
 bench-extender: $(STAMP) ## extender filter/prioritize/bind latency at 5,000 nodes / 50,000 pods, RSS
 	$(BIN)/python -m bench.extender
+
+bench-provisioner: $(STAMP) ## plan time and cost vs the MILP bound at 100 / 1,000 / 10,000 pending pods
+	$(BIN)/python -m bench.provisioner
 
 clean: ## remove the virtualenv, caches and generated certificates
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis certs/out
