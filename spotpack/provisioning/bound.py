@@ -1,32 +1,40 @@
 """A proven lower bound on the planner's objective, from a MILP (scipy's HiGHS), and a baseline.
 
 **Model.** Pods are aggregated into kinds (:mod:`.kinds`), ``n_k`` pods of
-kind ``k``. For every offering ``o`` an integer ``x_o`` counts its nodes and
-an integer ``y_ko`` the pods of kind ``k`` on them (only where the kind may
-use the offering: capacity type, zone, arch, GPU or not, card model)::
+kind ``k``. ``y_ko`` (continuous) is the number of pods of kind ``k`` on
+offering ``o``, only where the kind may use it (capacity type, zone, arch,
+GPU or not, card model)::
 
-    minimise   sum_o price_o x_o + sum_ko (rate_o / 730) rerun_k y_ko
-    subject to sum_o y_ko = n_k                                   every kind
-               sum_k cpu_k y_ko  <= alloc_cpu_o  x_o               every offering,
-               sum_k mem_k y_ko  <= alloc_mem_o  x_o               and the same for pods
-               sum_k vgpu_k y_ko <= cards_o * split_o x_o          GPU offerings:
-               sum_k gmem_ko y_ko <= cards_o * card_mem_o x_o        slots, card memory,
-               sum_k cores_k y_ko <= cards_o * 100 x_o               cores
-               y_ko <= kmax_ko x_o                                  one kind alone
+    minimise   sum_o price_o * (nodes of o) + sum_ko (rate_o / 730) rerun_k y_ko
+    subject to sum_o y_ko = n_k                                    every kind
 
-``kmax_ko`` is an upper bound on the pods of kind ``k`` one node of ``o``
-holds (by CPU, memory, pods and per card). Every plan the planner can make
-is a feasible point (its nodes satisfy each of these rows, since per-card fit
-implies the summed card rows), with the same objective, so the optimum is a
-lower bound on the planner's cost: the pooled rows relax only *which node*
-of an offering holds which pod. Reported is HiGHS's dual bound (never above
-the optimum), and only when HiGHS proves optimality within ``time_limit``;
-otherwise None. The bound assumes no existing capacity and no limits.
+and one of two descriptions of the nodes of each offering:
 
-Reductions that keep the optimum exact: zones that every kind treats alike
-and that have the same offerings and prices are merged (a node in one can
-be moved to the other); duplicate and dominated offerings are dropped per
-(zone, arch) (:func:`~.catalogview.prune`).
+* **patterns** (integer ``z_op``, the nodes of ``o`` filled as pattern
+  ``p``) where the maximal patterns are few (``pattern_cap``): a pattern is
+  a multiset of kinds one node *may* hold, and ``y_ko <= sum_p a_kp z_op``.
+  "May hold" is a necessary condition: CPU, memory and pods exactly; for
+  GPUs, whole-card vGPUs take cards of their own and the others must fit the
+  remaining cards' summed slots, memory and cores, with at most one vGPU
+  above half a card per card. No room is pooled across nodes;
+* **pooled** (integer ``x_o`` nodes) otherwise: ``sum_k r_k y_ko <= alloc_r
+  x_o`` for CPU, memory and pods, ``y_ko <= kmax_ko x_o`` (a kind alone), and
+  the cards as bins: continuous card patterns ``w_oq`` (maximal multisets of
+  vGPU sizes one card holds), ``sum_q w_oq <= cards_o x_o`` and every vGPU of
+  the pods on ``o`` held by some card pattern.
+
+Every plan the planner can make is a feasible point with the same objective
+(its nodes meet each necessary condition), so the optimum is a lower bound
+on the planner's cost. HiGHS stops when its best solution is within
+``mip_gap`` of its proven bound; the value returned is that proven (dual)
+bound, never above the optimum, and only when HiGHS finished within
+``time_limit``; otherwise None (with the partial dual bound beside it). The
+bound assumes no existing capacity and no limits.
+
+Reductions that keep the optimum: zones that every kind treats alike and
+that have the same offerings and prices are merged (a node in one can move
+to the other); duplicate and dominated offerings are dropped per (zone,
+arch) (:func:`~.catalogview.prune`).
 
 **Baseline** (:func:`on_demand_baseline`): what a cluster without spotpack
 pays: every GPU pod alone on the cheapest on-demand type with as many whole
@@ -43,6 +51,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
+from spotpack.gpu.demand import prepare
 from spotpack.gpu.inventory import FULL_CORES
 from spotpack.provisioning.cards import Cards
 from spotpack.provisioning.catalogview import prune
@@ -261,7 +270,7 @@ def _patterns(
 CARD_PATTERN_CAP = 5000
 
 
-def _card_patterns(
+def card_patterns(
     card_mib: int, slots: int, classes: Sequence[tuple[int, int]], cap: int
 ) -> list[tuple[int, ...]] | None:
     """Maximal multisets of vGPU classes (MiB, cores) one card holds; None beyond ``cap``.
@@ -323,6 +332,8 @@ def lower_bound(
     which rules out pooling room across nodes; the others are pooled.
     """
     kinds, _ = aggregate(pending)
+    if not kinds:
+        return Bound(0.0, "optimal", 0, 0, 0, 0.0)
     reduced = reduce_offerings(kinds, offerings)
     builder = _Builder(kinds, reduced)
     for kind in kinds:
@@ -343,7 +354,8 @@ def lower_bound(
     dual_value = float(dual) if dual is not None and np.isfinite(dual) else None
     size = (len(kinds), len(reduced), len(cost))
     if result.status == 0:
-        value = dual_value if dual_value is not None else float(result.fun)
+        # Without a reported dual bound, the best solution less the gap is still proven.
+        value = dual_value if dual_value is not None else float(result.fun) * (1 - mip_gap)
         return Bound(value, "optimal", *size, dual_value, builder.patterned)
     return Bound(None, str(result.message), *size, dual_value, builder.patterned)
 
@@ -480,7 +492,7 @@ class _Builder:
         slots = max(o.vgpu_slots_per_card, 1)
         key = (gpu.mem_mib, slots, tuple(classes))
         if key not in self.card_patterns:
-            self.card_patterns[key] = _card_patterns(gpu.mem_mib, slots, classes, CARD_PATTERN_CAP)
+            self.card_patterns[key] = card_patterns(gpu.mem_mib, slots, classes, CARD_PATTERN_CAP)
         patterns = self.card_patterns[key]
         if patterns is None:
             return False
@@ -531,9 +543,12 @@ def on_demand_baseline(pending: Iterable[PodDemand], offerings: Iterable[Offerin
 def _whole_card_offering(pod: PodDemand, offerings: Sequence[Offering]) -> Offering | None:
     """The cheapest on-demand type with a whole card per vGPU, each big enough, room for the pod."""
     cards_needed = pod.gpu.total_vgpus
+    prepared = prepare(pod.gpu, include=pod.gpu_include, exclude=pod.gpu_exclude)
     for o in sorted(offerings, key=lambda o: o.sort_key):
         gpu = o.gpu
         if gpu is None or gpu.count < cards_needed or not pod.resources.fits(o.allocatable):
+            continue
+        if not prepared.model_ok(gpu.model.lower()):
             continue
         if pod.arch is not None and o.arch not in pod.arch:
             continue
@@ -544,4 +559,11 @@ def _whole_card_offering(pod: PodDemand, offerings: Sequence[Offering]) -> Offer
     return None
 
 
-__all__ = ["Baseline", "Bound", "lower_bound", "on_demand_baseline", "reduce_offerings"]
+__all__ = [
+    "Baseline",
+    "Bound",
+    "card_patterns",
+    "lower_bound",
+    "on_demand_baseline",
+    "reduce_offerings",
+]

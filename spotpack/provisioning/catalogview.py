@@ -1,13 +1,14 @@
 """The offerings as the packer searches them: grouped, deduplicated, dominated ones dropped.
 
-A class of pods (one capacity type, arch set, zone set, GPU or not) sees only
-the offerings it may use. Among those, two kinds of offerings can never be
-the better choice and are dropped from the class's search (they stay
-available as CreateFleet fallbacks):
+A family of pods (one capacity type, GPU or not) sees only the offerings it
+may use. Among offerings that exactly the same pods may use (same zone and
+arch acceptance), two kinds can never be the better choice and are dropped
+from the search (they stay available as CreateFleet fallbacks):
 
 - *duplicates*: the same allocatable, GPUs, price and risk as an earlier one
-  (m5 and m6i at the same price; the same type in another allowed zone when
-  prices are per region) — the first in (zone, name) order represents them;
+  (m5 and m6i at the same price; the same type in another zone when prices
+  are per region and no pod tells the zones apart): the first in (zone,
+  name) order represents them;
 - *dominated*: another offering has at least the allocatable in every
   dimension, the same card model and size with at least as many cards, and
   no higher price nor interruption rate. Any node of the dominated offering

@@ -241,8 +241,10 @@ NO_LIMITS = Limits()
 class Plan:
     """The planner's decision: pods onto existing nodes, new nodes, and what cannot be placed.
 
-    ``cost_per_hour`` sums the new nodes' prices, ``risk_cost_per_hour`` their
-    expected interruption losses; existing capacity costs nothing extra.
+    ``onto_existing`` is in placement order (the order the per-card GPU fits
+    were made in); ``unplaceable`` is sorted by pod key. ``cost_per_hour``
+    sums the new nodes' prices, ``risk_cost_per_hour`` their expected
+    interruption losses; existing capacity costs nothing extra.
     """
 
     onto_existing: Mapping[str, str]

@@ -1,34 +1,26 @@
-"""Bin-pack pod kinds into new nodes: a greedy search over repeated patterns.
+"""Planned nodes as the packer builds them, and what happens to them after the search.
 
-For one class of pods (same capacity type, arch, zones, GPU or not), each
-round tries every candidate offering (:mod:`.catalogview`): fill an empty
-node greedily with the remaining pods, most valuable kinds first, and score
-the fill by::
+A :class:`Bin` is ``copies`` identical new nodes of one offering with the
+pods (by kind) each copy holds; the pattern search (:mod:`.search`) makes
+them. Afterwards:
 
-    score = risk_adjusted_cost(node) / sum(worth of the pods it holds)
-    worth(kind) = min over offerings o of  cost_o(k_o pods) / k_o
+- pods of a later family first go into the free room of bins already made
+  when their constraints allow (:func:`fill_leftovers`): a spot-preferred
+  executor rides free on the on-demand node its driver leaves half empty;
+- every bin is *downsized* (:func:`downsize`): the cheapest offering of the
+  same capacity type and zone that still holds its pods, in the same order
+  and with the same per-card fit, replaces it. That fixes the last, partly
+  filled node of a family, and is where "one large versus several small"
+  is settled for the few pods left at the end.
 
-where ``k_o`` is how many pods of that kind alone fill ``o``. ``worth`` is
-what a pod costs when packed with its own kind on its best type, so a score
-below 1 means the mix packs better than each kind would alone. The best
-scoring fill (ties: cheaper node, then the candidate's order) becomes a
-*pattern* and is repeated as many times as the remaining counts allow, so the
-number of rounds grows with the number of kinds, not of pods. This compares
-"one large versus several small" directly: a large type wins when its price
-per packed pod is lower, a small one when the pods left are few.
-
-Afterwards every node is *downsized*: the cheapest offering of the same
-capacity type and zone that still holds its pods (in the same order, same
-per-card fit) replaces it. That fixes the last, partly filled node of each
-class. Pods of a later class first go into the free room of nodes already
-planned when their constraints allow (:func:`fill_leftovers`).
+GPU bins track their cards with :class:`~.cards.Cards` (or
+:class:`~.cards.UsageCards` for multi-container GPU pods).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spotpack.gpu.inventory import FULL_CORES
 from spotpack.provisioning.cards import Cards, UsageCards
 from spotpack.provisioning.kinds import PodKind
 from spotpack.provisioning.model import Offering
@@ -126,254 +118,6 @@ def standalone_count(kind: PodKind, offering: Offering, exact: bool) -> int:
     return k
 
 
-SHORTLIST = 4
-GPU_SHORTLIST = 4
-"""Candidates per round whose fill is refined by the perturbation search."""
-PERTURB_KINDS = 3
-PERTURB_STEPS = 3
-
-
-def footprint(kind: PodKind, offering: Offering) -> float:
-    """The largest share of an empty node of ``offering`` one pod of ``kind`` takes."""
-    r, a = kind.resources, offering.allocatable
-    share = max(r.cpu_m / max(a.cpu_m, 1), r.mem_mib / max(a.mem_mib, 1), r.pods / max(a.pods, 1))
-    gpu, step = offering.gpu, kind.step
-    if gpu is not None and step is not None and gpu.count > 0:
-        need = step.mem_mib if step.mem_mib >= 0 else gpu.mem_mib * step.percent // 100
-        slots = gpu.count * max(offering.vgpu_slots_per_card, 1)
-        cores = min(step.cores, FULL_CORES)
-        share = max(
-            share,
-            step.count * need / (gpu.count * gpu.mem_mib),
-            step.count / slots,
-            step.count * cores / (gpu.count * FULL_CORES),
-        )
-    return share
-
-
-class ClassPacker:
-    """Greedy pattern packing of one class of kinds into its candidate offerings.
-
-    ``worth`` (per kind) is the standalone cost per pod: what the planner uses
-    to choose spot or on-demand and to rank nodes under limits. Inside
-    :meth:`pack` CPU classes score fills with the fluid LP's resource prices
-    (:mod:`.prices`), recomputed every round for what is left; GPU classes,
-    whose cards the LP cannot see, keep the standalone worth.
-    """
-
-    def __init__(
-        self, kinds: Sequence[PodKind], candidates: Sequence[Offering], exact: bool
-    ) -> None:
-        self.exact = exact
-        self.kmax: list[dict[int, int]] = []
-        self.candidates: list[Offering] = []
-        self.shares: list[dict[int, float]] = []
-        worth: dict[int, float] = {}
-        for o in candidates:
-            row = {}
-            share = {}
-            ph = hourly_probability(o.interruption_rate)
-            for kind in kinds:
-                if not kind.allows_offering(o):
-                    continue
-                k = standalone_count(kind, o, exact)
-                if k > 0:
-                    row[kind.index] = k
-                    share[kind.index] = footprint(kind, o)
-                    per_pod = (o.price_per_hour + ph * k * kind.rerun) / k
-                    if per_pod < worth.get(kind.index, float("inf")):
-                        worth[kind.index] = per_pod
-            if row:
-                self.candidates.append(o)
-                self.kmax.append(row)
-                self.shares.append(share)
-        self.worth = worth
-        self.round_worth: dict[int, float] = worth
-        self.gpu = any(o.gpu is not None for o in self.candidates)
-        self.memo: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[Bin, float]] = {}
-        self.floor = (0, 0, 0)
-
-    def pack(self, kinds: Sequence[PodKind], counts: list[int], label: str) -> list[Bin]:
-        """Pack ``counts`` of ``kinds`` (decremented in place); kinds that fit nowhere stay."""
-        placeable = [k for k in kinds if k.index in self.worth]
-        by_index = {k.index: k for k in placeable}
-        bins: list[Bin] = []
-        while True:
-            live = [k for k in placeable if counts[k.index] > 0]
-            if not live:
-                return bins
-            self._set_floor(live)
-            worth = self.round_worth
-            active = sorted(live, key=lambda k: (-worth[k.index], k.index))
-            found = self._best_fill(active, by_index, counts)
-            if found is None:
-                return bins
-            (score, _, _), found_bin = found
-            b = found_bin.clone(1)  # the memo keeps the original
-            per_copy: dict[int, int] = {}
-            for i, n in b.content:
-                per_copy[i] = per_copy.get(i, 0) + n
-            repeat = min(counts[i] // n for i, n in per_copy.items())
-            b.copies = max(repeat, 1)
-            for i, n in per_copy.items():
-                counts[i] -= n * b.copies
-            b.reason = (
-                f"{sum(per_copy.values())} pods of {label} at {score:.3f}x their fluid cost; "
-                f"best of {len(self.candidates)} candidate types"
-            )
-            bins.append(b)
-
-    def _fill(
-        self,
-        position: int,
-        order: Sequence[PodKind],
-        counts: list[int],
-        caps: dict[int, int] | None = None,
-        base: dict[int, int] | None = None,
-    ) -> tuple[Bin, float]:
-        """Greedy fill of an empty node of candidate ``position``; (bin, value).
-
-        ``base`` pods go on first (the proportional share, see
-        :meth:`_proportional`), then ``order`` tops the node up, each kind
-        capped by ``caps``. Stops as soon as not even the smallest pod left
-        would fit (:attr:`floor`).
-        """
-        o = self.candidates[position]
-        kmax = self.kmax[position]
-        worth = self.round_worth
-        b = Bin(o, 1, new_state(o, self.exact))
-        cards = b.state if isinstance(b.state, Cards) else None
-        min_cpu, min_mem, min_gpu = self.floor
-        value = 0.0
-        taken: dict[int, int] = {}
-        room_mib = cards.open_room() if cards is not None else 0
-        for limits in (base, None) if base is not None else (None,):
-            for kind in order:
-                i = kind.index
-                step = kind.step
-                if cards is not None and step is not None and step.mem_mib > room_mib:
-                    continue
-                cap = min(kmax.get(i, 0), counts[i])
-                if caps is not None and i in caps:
-                    cap = min(cap, caps[i])
-                if limits is not None:
-                    cap = min(cap, limits.get(i, 0))
-                cap -= taken.get(i, 0)
-                if cap <= 0:
-                    continue
-                n = b.room_for(kind, cap)
-                if n > 0 and b.state is not None:
-                    n = place_gpu(b.state, kind, n)
-                if n <= 0:
-                    continue
-                b.record(kind, n)
-                taken[i] = taken.get(i, 0) + n
-                value += n * worth[i]
-                if cards is not None:
-                    room_mib = cards.open_room()
-                if b.pods <= 0 or b.cpu < min_cpu or b.mem < min_mem or room_mib < min_gpu:
-                    return b, value
-        return b, value
-
-    def _set_floor(self, live: Sequence[PodKind]) -> None:
-        """The smallest CPU, memory and vGPU MiB any pod left asks for (for early stops)."""
-        gpu = [k.step.mem_mib for k in live if k.step is not None]
-        self.floor = (
-            min(k.resources.cpu_m for k in live),
-            min(k.resources.mem_mib for k in live),
-            max(min(gpu), 0) if gpu and len(gpu) == len(live) else 0,
-        )
-
-    def _greedy(
-        self, position: int, active: Sequence[PodKind], counts: list[int]
-    ) -> tuple[Bin, float]:
-        """:meth:`_fill` in worth order, memoized: it depends on the counts only up to kmax."""
-        kmax = self.kmax[position]
-        key = (
-            position,
-            tuple(
-                (k.index, min(counts[k.index], kmax[k.index])) for k in active if k.index in kmax
-            ),
-        )
-        hit = self.memo.get(key)
-        if hit is None:
-            hit = self._fill(position, active, counts)
-            self.memo[key] = hit
-        return hit
-
-    def _proportional(
-        self, position: int, active: Sequence[PodKind], counts: list[int]
-    ) -> dict[int, int]:
-        """Each kind's share of one node when the node takes the remaining mix in proportion."""
-        a = self.candidates[position].allocatable
-        kmax = self.kmax[position]
-        active = [k for k in active if k.index in kmax]
-        demand = [0, 0, 0]
-        for k in active:
-            r, n = k.resources, counts[k.index]
-            demand[0] += n * r.cpu_m
-            demand[1] += n * r.mem_mib
-            demand[2] += n * r.pods
-        room = (a.cpu_m, a.mem_mib, a.pods)
-        t = min((room[i] / demand[i] for i in range(3) if demand[i] > 0), default=1.0)
-        if t >= 1.0:
-            return {k.index: counts[k.index] for k in active}
-        return {k.index: int(t * counts[k.index]) for k in active}
-
-    def _score(self, position: int, b: Bin, value: float) -> tuple[float, float, int]:
-        cost = node_cost(self.candidates[position], b.rerun)
-        return (cost / value if value > 0 else float("inf"), cost, position)
-
-    def _best_fill(
-        self, active: Sequence[PodKind], by_index: dict[int, PodKind], counts: list[int]
-    ) -> tuple[tuple[float, float, int], Bin] | None:
-        """Greedy fills of every candidate, then the best few refined (:meth:`_refine`)."""
-        scored: list[tuple[tuple[float, float, int], Bin]] = []
-        for position in range(len(self.candidates)):
-            b, value = self._greedy(position, active, counts)
-            if value > 0:
-                scored.append((self._score(position, b, value), b))
-            if self.gpu:
-                continue  # cards, not the CPU/memory mix, decide how GPU nodes fill
-            share = self._proportional(position, active, counts)
-            b, value = self._fill(position, active, counts, base=share)
-            if value > 0:
-                scored.append((self._score(position, b, value), b))
-        if not scored:
-            return None
-        scored.sort(key=lambda item: item[0])
-        best = scored[0]
-        for key, b in scored[: GPU_SHORTLIST if self.gpu else SHORTLIST]:
-            refined = self._refine(key[2], b, active, counts)
-            if refined[0] < best[0]:
-                best = refined
-        return best
-
-    def _refine(
-        self, position: int, start: Bin, active: Sequence[PodKind], counts: list[int]
-    ) -> tuple[tuple[float, float, int], Bin]:
-        """Try the density order, and fewer of the first kinds so that others fill the gaps."""
-        share, worth = self.shares[position], self.round_worth
-        density = sorted(
-            (k for k in active if k.index in share),
-            key=lambda k: (-worth[k.index] / max(share[k.index], 1e-12), k.index),
-        )
-        best_b, best_v = start, self._value(start)
-        best_order: Sequence[PodKind] = active
-        b, v = self._fill(position, density, counts)
-        if v > best_v + 1e-12:
-            best_b, best_v, best_order = b, v, density
-        for kind_index, n in list(best_b.content)[:PERTURB_KINDS]:
-            for r in range(1, min(PERTURB_STEPS, n) + 1):
-                b, v = self._fill(position, best_order, counts, {kind_index: n - r})
-                if v > best_v + 1e-12:
-                    best_b, best_v = b, v
-        return self._score(position, best_b, best_v), best_b
-
-    def _value(self, b: Bin) -> float:
-        return sum(n * self.round_worth[i] for i, n in b.content)
-
-
 def fill_leftovers(kind: PodKind, counts: list[int], bins: list[Bin]) -> None:
     """Put pods of ``kind`` into the free room of planned nodes that accept it.
 
@@ -446,7 +190,6 @@ def _refill(o: Offering, used: Sequence[tuple[PodKind, int]], exact: bool) -> Bi
 
 __all__ = [
     "Bin",
-    "ClassPacker",
     "downsize",
     "fill_leftovers",
     "new_state",

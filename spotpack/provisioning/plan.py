@@ -3,34 +3,38 @@
 Steps:
 
 1. **Existing and in-flight capacity first** (:mod:`.existing`), first-fit
-   decreasing, per-card GPU fit.
-2. **Classes.** The rest is grouped by what constrains a node: capacity type,
-   arch set, zone set, GPU or not (with model filters). Spot-only pods go to
-   spot, on-demand-only to on-demand; spot-preferred and any go to whichever
-   costs less per pod risk-adjusted (price + interruption probability x
-   re-run cost, :mod:`.risk`) when packed with their own kind on its best
-   type (ties: spot for spot-preferred, on-demand for any).
-3. **Packing** (:mod:`.pack`): most constrained classes first; each class
-   first fills the free room of nodes already planned that its pods may use
-   (a flexible pod rides free on an on-demand driver's node), then the
-   greedy pattern search over the class's candidate offerings
-   (:mod:`.catalogview`), then every node is downsized to the cheapest type
-   that still holds its pods. Pods without GPU requests never get GPU types.
-4. **Limits**: nodes are kept in order of value packed per dollar until a
+   decreasing, per-card GPU fit through :mod:`spotpack.gpu`.
+2. **Identical pods aggregated** into kinds (:mod:`.kinds`): the work grows
+   with kinds, not pods.
+3. **Families.** What is left is grouped by what a node must be for its pods:
+   capacity type, GPU or not (GPU families also by card model filters).
+   Spot-only pods go to spot, on-demand-only to on-demand; spot-preferred and
+   any go to whichever costs less per pod risk-adjusted (price + interruption
+   probability x re-run cost, :mod:`.risk`) packed with their own kind on its
+   best type (ties: spot for spot-preferred, on-demand for any). Zones and
+   arch are per candidate offering inside a family (:mod:`.search`), so pods
+   pinned to a zone share nodes with free pods there.
+4. **Packing**, on-demand families first: each family first fills the free
+   room of nodes already planned that its pods may use (a flexible pod rides
+   free on an on-demand driver's node), then the pattern search over the
+   family's candidate offerings (:mod:`.catalogview`, :mod:`.search`); every
+   node is then downsized to the cheapest type that still holds its pods
+   (:mod:`.pack`). Pods without GPU requests never get GPU types.
+5. **Limits**: nodes are kept in order of worth packed per dollar until a
    limit would be exceeded; the pods of the nodes left out are unplaceable,
    with the limit named.
 
 Determinism: kinds are ordered by their first pod key, offerings by (price,
-type, zone, capacity), classes by a sort key, and every tie is broken by
-position; no set or dict iteration order reaches the output. Pods are
-identical within a kind and handed out in (group, key) order, so an
-application's pods share nodes.
+type, zone, capacity), families by a sort key, and every tie is broken by
+position; no set or dict iteration order reaches the output. Pods of a kind
+are handed out in (group, key) order, so an application's pods share nodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from spotpack.provisioning.catalogview import OfferingIndex, prune
 from spotpack.provisioning.existing import place_on_existing
@@ -50,15 +54,16 @@ from spotpack.provisioning.model import (
     claim_id,
     frozen_map,
 )
-from spotpack.provisioning.pack import Bin, ClassPacker, downsize, fill_leftovers
+from spotpack.provisioning.pack import Bin, downsize, fill_leftovers
 from spotpack.provisioning.risk import risk_cost
+from spotpack.provisioning.search import PatternSearch
 
 MAX_FALLBACKS = 5
 """Instance types offered to CreateFleet besides the chosen one."""
 
 
 @dataclass(frozen=True, slots=True)
-class ClassKey:
+class Family:
     """A packing family: pods that may share nodes of one capacity type, GPU or not.
 
     Zones and arch are not part of it: a candidate offering's fill draws only
@@ -82,9 +87,9 @@ class ClassKey:
         return f"{self.capacity} {'gpu' if self.gpu else 'cpu'}"
 
 
-def _class_key(kind: PodKind, capacity: CapacityType) -> ClassKey:
+def _family(kind: PodKind, capacity: CapacityType) -> Family:
     s = kind.sample
-    return ClassKey(
+    return Family(
         capacity=capacity,
         gpu=kind.is_gpu,
         exact=kind.gpu_complex,
@@ -100,10 +105,10 @@ class _Planner:
         self.kinds = kinds
         self.counts = counts
         self.index = index
-        self.packers: dict[ClassKey, ClassPacker] = {}
+        self.packers: dict[Family, PatternSearch] = {}
         self.worth: dict[int, float] = {}
 
-    def candidates(self, key: ClassKey, kinds: Sequence[PodKind]) -> list[Offering]:
+    def candidates(self, key: Family, kinds: Sequence[PodKind]) -> list[Offering]:
         """The family's offerings, pruned among those the same kinds may use."""
         prepared = kinds[0].prepared
         groups: dict[tuple[int, ...], list[Offering]] = {}
@@ -122,29 +127,29 @@ class _Planner:
         found = [o for acc in sorted(groups) for o in prune(groups[acc])]
         return sorted(found, key=lambda o: o.sort_key)
 
-    def packer(self, key: ClassKey, kinds: Sequence[PodKind]) -> ClassPacker:
+    def packer(self, key: Family, kinds: Sequence[PodKind]) -> PatternSearch:
         packer = self.packers.get(key)
         if packer is None:
-            packer = ClassPacker(kinds, self.candidates(key, kinds), key.exact)
+            packer = PatternSearch(kinds, self.candidates(key, kinds), key.exact)
             self.packers[key] = packer
         return packer
 
-    def classes(self) -> dict[ClassKey, list[PodKind]]:
+    def families(self) -> dict[Family, list[PodKind]]:
         """Resolve flexible kinds to a capacity type and group kinds into families."""
-        options: dict[ClassKey, list[PodKind]] = {}
+        options: dict[Family, list[PodKind]] = {}
         for kind in self.kinds:
             if self.counts[kind.index] <= 0:
                 continue
             for capacity in (ON_DEMAND, SPOT):
                 if kind.need.allows(capacity):
-                    options.setdefault(_class_key(kind, capacity), []).append(kind)
+                    options.setdefault(_family(kind, capacity), []).append(kind)
         per_pod: dict[tuple[int, str], float] = {}
         for key in sorted(options, key=lambda k: k.order):
             packer = self.packer(key, options[key])
             for kind in options[key]:
                 if kind.index in packer.worth:
                     per_pod[(kind.index, key.capacity)] = packer.worth[kind.index]
-        chosen: dict[ClassKey, list[PodKind]] = {}
+        chosen: dict[Family, list[PodKind]] = {}
         for kind in self.kinds:
             if self.counts[kind.index] <= 0:
                 continue
@@ -152,14 +157,14 @@ class _Planner:
             if resolved is None:
                 continue
             self.worth[kind.index] = per_pod[(kind.index, resolved)]
-            chosen.setdefault(_class_key(kind, resolved), []).append(kind)
+            chosen.setdefault(_family(kind, resolved), []).append(kind)
         return chosen
 
     def pack(self) -> list[Bin]:
         bins: list[Bin] = []
-        classes = self.classes()
-        for key in sorted(classes, key=lambda k: k.order):
-            kinds = classes[key]
+        families = self.families()
+        for key in sorted(families, key=lambda k: k.order):
+            kinds = families[key]
             for kind in sorted(kinds, key=lambda k: (-self.worth[k.index], k.index)):
                 fill_leftovers(kind, self.counts, bins)
             bins.extend(self.packers[key].pack(kinds, self.counts, key.label()))
@@ -346,7 +351,7 @@ def plan(
         reason = _no_fit_reason(kind)
         unplaceable.update((key, reason) for key in kind.keys[cursor[kind.index] :])
     return Plan(
-        onto_existing=frozen_map(onto),
+        onto_existing=MappingProxyType(dict(onto)),
         new_nodes=tuple(nodes),
         unplaceable=frozen_map(unplaceable.items()),
         cost_per_hour=round(sum(n.price_per_hour for n in nodes), 9),
@@ -354,4 +359,4 @@ def plan(
     )
 
 
-__all__ = ["MAX_FALLBACKS", "ClassKey", "plan"]
+__all__ = ["MAX_FALLBACKS", "Family", "plan"]
