@@ -29,15 +29,22 @@ from spotpack.errors import ConfigError
 Obj = dict[str, Any]
 
 
-def pod(name: str, ns: str = "default", node: str = "", labels: dict[str, str] | None = None,
-        phase: str = "Pending") -> Obj:
+def pod(
+    name: str,
+    ns: str = "default",
+    node: str = "",
+    labels: dict[str, str] | None = None,
+    phase: str = "Pending",
+) -> Obj:
     spec: Obj = {"containers": [{"name": "main", "image": "busybox"}]}
     if node:
         spec["nodeName"] = node
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-        "spec": spec, "status": {"phase": phase},
+        "spec": spec,
+        "status": {"phase": phase},
     }
 
 
@@ -63,8 +70,10 @@ def test_create_stamps_system_fields_and_versions_increase(store: Store) -> None
 
 
 def test_generate_name_gets_a_unique_suffix(store: Store) -> None:
-    names = {store.create("pods", {**pod(""), "metadata": {"generateName": "web-"}})
-             ["metadata"]["name"] for _ in range(20)}
+    names = {
+        store.create("pods", {**pod(""), "metadata": {"generateName": "web-"}})["metadata"]["name"]
+        for _ in range(20)
+    }
     assert len(names) == 20
     assert all(n.startswith("web-") and len(n) == len("web-") + 5 for n in names)
 
@@ -156,14 +165,25 @@ def test_noop_update_writes_nothing(store: Store) -> None:
 
 def test_api_update_keeps_status_and_status_update_keeps_spec(store: Store) -> None:
     store.create("pods", pod("a", phase="Running"))
-    patched = store.patch("pods", "a", {"status": {"phase": "Failed"},
-                                        "metadata": {"labels": {"x": "y"}}},
-                          MERGE_PATCH, "default", via_api=True)
+    patched = store.patch(
+        "pods",
+        "a",
+        {"status": {"phase": "Failed"}, "metadata": {"labels": {"x": "y"}}},
+        MERGE_PATCH,
+        "default",
+        via_api=True,
+    )
     assert patched["status"]["phase"] == "Running"
     assert patched["metadata"]["labels"] == {"x": "y"}
-    status = store.patch("pods", "a", {"status": {"phase": "Succeeded"},
-                                       "spec": {"activeDeadlineSeconds": 5}},
-                         MERGE_PATCH, "default", subresource="status", via_api=True)
+    status = store.patch(
+        "pods",
+        "a",
+        {"status": {"phase": "Succeeded"}, "spec": {"activeDeadlineSeconds": 5}},
+        MERGE_PATCH,
+        "default",
+        subresource="status",
+        via_api=True,
+    )
     assert status["status"]["phase"] == "Succeeded"
     assert "activeDeadlineSeconds" not in status["spec"]
 
@@ -173,8 +193,9 @@ def test_api_update_cannot_move_a_pod_to_a_node(store: Store) -> None:
     with pytest.raises(ApiError) as err:
         store.patch("pods", "a", {"spec": {"nodeName": "n1"}}, MERGE_PATCH, via_api=True)
     assert err.value.code == 422
-    tolerated = store.patch("pods", "a", {"spec": {"tolerations": [{"key": "k"}]}},
-                            MERGE_PATCH, via_api=True)
+    tolerated = store.patch(
+        "pods", "a", {"spec": {"tolerations": [{"key": "k"}]}}, MERGE_PATCH, via_api=True
+    )
     assert tolerated["spec"]["tolerations"] == [{"key": "k"}]
 
 
@@ -182,16 +203,26 @@ def test_patch_with_stale_resource_version_is_409(store: Store) -> None:
     node = store.create("nodes", {"metadata": {"name": "n1"}})
     store.patch("nodes", "n1", {"metadata": {"labels": {"a": "1"}}}, MERGE_PATCH)
     with pytest.raises(ApiError) as err:
-        store.patch("nodes", "n1", {"metadata": {"resourceVersion": node["metadata"][
-            "resourceVersion"], "labels": {"a": "2"}}}, MERGE_PATCH)
+        store.patch(
+            "nodes",
+            "n1",
+            {
+                "metadata": {
+                    "resourceVersion": node["metadata"]["resourceVersion"],
+                    "labels": {"a": "2"},
+                }
+            },
+            MERGE_PATCH,
+        )
     assert err.value.code == 409
 
 
 def test_patch_cannot_rename(store: Store) -> None:
     store.create("nodes", {"metadata": {"name": "n1"}})
     with pytest.raises(ApiError) as err:
-        store.patch("nodes", "n1", [{"op": "replace", "path": "/metadata/name", "value": "n2"}],
-                    JSON_PATCH)
+        store.patch(
+            "nodes", "n1", [{"op": "replace", "path": "/metadata/name", "value": "n2"}], JSON_PATCH
+        )
     assert err.value.code == 400
 
 
@@ -204,8 +235,10 @@ def test_unknown_patch_type_is_415(store: Store) -> None:
 
 def test_failed_json_patch_is_422_and_changes_nothing(store: Store) -> None:
     before = store.create("nodes", {"metadata": {"name": "n1", "labels": {"a": "b"}}})
-    ops = [{"op": "add", "path": "/metadata/labels/c", "value": "d"},
-           {"op": "test", "path": "/metadata/labels/a", "value": "zzz"}]
+    ops = [
+        {"op": "add", "path": "/metadata/labels/c", "value": "d"},
+        {"op": "test", "path": "/metadata/labels/a", "value": "zzz"},
+    ]
     with pytest.raises(ApiError) as err:
         store.patch("nodes", "n1", ops, JSON_PATCH)
     assert err.value.code == 422
@@ -219,8 +252,9 @@ def test_bind_sets_node_and_condition_once(store: Store) -> None:
     store.create("pods", pod("a"))
     bound = store.bind("default", "a", "n1")
     assert bound["spec"]["nodeName"] == "n1"
-    assert {"type": "PodScheduled", "status": "True"}.items() <= \
-        bound["status"]["conditions"][0].items()
+    assert {"type": "PodScheduled", "status": "True"}.items() <= bound["status"]["conditions"][
+        0
+    ].items()
     with pytest.raises(ApiError) as err:
         store.bind("default", "a", "n2")
     assert err.value.code == 409
@@ -329,8 +363,9 @@ def test_history_overflow_expires_old_versions() -> None:
 
 
 def test_watch_bookmarks_carry_the_version_reached(store: Store) -> None:
-    stream = store.open_watch("nodes", resource_version=store.resource_version,
-                              bookmark_interval=0.05, timeout=0.3)
+    stream = store.open_watch(
+        "nodes", resource_version=store.resource_version, bookmark_interval=0.05, timeout=0.3
+    )
     store.create("pods", pod("a"))  # another resource still advances the cursor
     bookmarks = [obj for batch in stream for kind, obj in batch if kind == "BOOKMARK"]
     assert bookmarks, "no bookmark within the watch timeout"
@@ -357,8 +392,9 @@ def test_close_watches_ends_streams_promptly(store: Store) -> None:
 
 def test_watch_timeout_ends_the_stream(store: Store) -> None:
     started = time.monotonic()
-    assert list(store.open_watch("nodes", resource_version=store.resource_version,
-                                 timeout=0.2)) == []
+    assert (
+        list(store.open_watch("nodes", resource_version=store.resource_version, timeout=0.2)) == []
+    )
     assert 0.15 < time.monotonic() - started < 2
 
 
@@ -379,49 +415,57 @@ def test_history_rejects_gaps_and_reports_expiry() -> None:
 LABELS = {"app": "web", "tier": "front", "gpu": ""}
 
 
-@pytest.mark.parametrize(("selector", "matches"), [
-    ("", True),
-    ("app=web", True),
-    ("app==web", True),
-    ("app=db", False),
-    ("app!=db", True),
-    ("missing!=x", True),
-    ("app in (web,db)", True),
-    ("app in (db, cache)", False),
-    ("app notin (db)", True),
-    ("missing notin (db)", True),
-    ("app", True),
-    ("!app", False),
-    ("!missing", True),
-    ("gpu", True),
-    ("gpu=", True),
-    ("app=web,tier=front", True),
-    ("app=web,tier=back", False),
-    ("app in (web), tier notin (back), !missing", True),
-])
+@pytest.mark.parametrize(
+    ("selector", "matches"),
+    [
+        ("", True),
+        ("app=web", True),
+        ("app==web", True),
+        ("app=db", False),
+        ("app!=db", True),
+        ("missing!=x", True),
+        ("app in (web,db)", True),
+        ("app in (db, cache)", False),
+        ("app notin (db)", True),
+        ("missing notin (db)", True),
+        ("app", True),
+        ("!app", False),
+        ("!missing", True),
+        ("gpu", True),
+        ("gpu=", True),
+        ("app=web,tier=front", True),
+        ("app=web,tier=back", False),
+        ("app in (web), tier notin (back), !missing", True),
+    ],
+)
 def test_label_selector(selector: str, matches: bool) -> None:
     obj = {"metadata": {"labels": LABELS}}
     assert parse_label_selector(selector).matches(obj) is matches
 
 
-@pytest.mark.parametrize("selector", ["app=(", "app in (a", "app in a)", "=x", "a,,b",
-                                      "app=two words", "app notin", "bad key!=x"])
+@pytest.mark.parametrize(
+    "selector",
+    ["app=(", "app in (a", "app in a)", "=x", "a,,b", "app=two words", "app notin", "bad key!=x"],
+)
 def test_malformed_label_selector_is_400(selector: str) -> None:
     with pytest.raises(ApiError) as err:
         parse_label_selector(selector)
     assert err.value.code == 400
 
 
-@pytest.mark.parametrize(("selector", "names"), [
-    ("spec.nodeName=", {"pending"}),
-    ("spec.nodeName=n1", {"bound"}),
-    ("spec.nodeName!=", {"bound"}),
-    ("status.phase=Running", {"bound"}),
-    ("status.phase!=Running", {"pending"}),
-    ("metadata.name=bound", {"bound"}),
-    ("metadata.namespace=default,spec.nodeName=n1", {"bound"}),
-    ("metadata.namespace==other", set()),
-])
+@pytest.mark.parametrize(
+    ("selector", "names"),
+    [
+        ("spec.nodeName=", {"pending"}),
+        ("spec.nodeName=n1", {"bound"}),
+        ("spec.nodeName!=", {"bound"}),
+        ("status.phase=Running", {"bound"}),
+        ("status.phase!=Running", {"pending"}),
+        ("metadata.name=bound", {"bound"}),
+        ("metadata.namespace=default,spec.nodeName=n1", {"bound"}),
+        ("metadata.namespace==other", set()),
+    ],
+)
 def test_field_selector(selector: str, names: set[str]) -> None:
     pods = [pod("pending"), pod("bound", node="n1", phase="Running")]
     sel = parse_field_selector(selector, "pods")
@@ -440,68 +484,98 @@ def test_field_selector_defaults_and_unsupported_fields() -> None:
 # --- patches --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("target", "patch", "expected"), [
-    ({"a": 1}, {"a": None}, {}),
-    ({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}, {"a": {"b": 3, "c": 2}}),
-    ({"a": [1, 2]}, {"a": [3]}, {"a": [3]}),
-    ({"a": "x"}, {"a": {"b": 1}}, {"a": {"b": 1}}),
-])
+@pytest.mark.parametrize(
+    ("target", "patch", "expected"),
+    [
+        ({"a": 1}, {"a": None}, {}),
+        ({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}, {"a": {"b": 3, "c": 2}}),
+        ({"a": [1, 2]}, {"a": [3]}, {"a": [3]}),
+        ({"a": "x"}, {"a": {"b": 1}}, {"a": {"b": 1}}),
+    ],
+)
 def test_merge_patch_rfc7386(target: Obj, patch: Obj, expected: Obj) -> None:
     assert merge_patch(target, patch) == expected
 
 
 def test_strategic_merge_patch_merges_containers_by_name() -> None:
-    target = {"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}],
-                       "tolerations": [{"key": "x"}]}}
-    patch = {"spec": {"containers": [{"name": "b", "image": "2"}, {"name": "c", "image": "3"}],
-                      "tolerations": [{"key": "y"}]}}
+    target = {
+        "spec": {
+            "containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}],
+            "tolerations": [{"key": "x"}],
+        }
+    }
+    patch = {
+        "spec": {
+            "containers": [{"name": "b", "image": "2"}, {"name": "c", "image": "3"}],
+            "tolerations": [{"key": "y"}],
+        }
+    }
     result = strategic_merge_patch(target, patch)
     assert result["spec"]["containers"] == [
-        {"name": "a", "image": "1"}, {"name": "b", "image": "2"}, {"name": "c", "image": "3"}]
+        {"name": "a", "image": "1"},
+        {"name": "b", "image": "2"},
+        {"name": "c", "image": "3"},
+    ]
     assert result["spec"]["tolerations"] == [{"key": "y"}]  # no merge key: replaced
     assert target["spec"]["containers"][1]["image"] == "1"  # input untouched
 
 
 def test_strategic_merge_patch_conditions_by_type_and_delete_directive() -> None:
-    target = {"status": {"conditions": [{"type": "Ready", "status": "False"},
-                                        {"type": "PodScheduled", "status": "True"}]},
-              "spec": {"volumes": [{"name": "v1"}, {"name": "v2"}]}}
-    patch = {"status": {"conditions": [{"type": "Ready", "status": "True"}]},
-             "spec": {"volumes": [{"name": "v1", "$patch": "delete"}],
-                      "$setElementOrder/volumes": [{"name": "v2"}]}}
+    target = {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False"},
+                {"type": "PodScheduled", "status": "True"},
+            ]
+        },
+        "spec": {"volumes": [{"name": "v1"}, {"name": "v2"}]},
+    }
+    patch = {
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        "spec": {
+            "volumes": [{"name": "v1", "$patch": "delete"}],
+            "$setElementOrder/volumes": [{"name": "v2"}],
+        },
+    }
     result = strategic_merge_patch(target, patch)
     assert result["status"]["conditions"][0] == {"type": "Ready", "status": "True"}
     assert len(result["status"]["conditions"]) == 2
     assert result["spec"] == {"volumes": [{"name": "v2"}]}
 
 
-@pytest.mark.parametrize(("ops", "expected"), [
-    ([{"op": "add", "path": "/a/b", "value": 1}], {"a": {"b": 1}, "l": [1, 2]}),
-    ([{"op": "add", "path": "/l/-", "value": 3}], {"a": {}, "l": [1, 2, 3]}),
-    ([{"op": "add", "path": "/l/0", "value": 0}], {"a": {}, "l": [0, 1, 2]}),
-    ([{"op": "remove", "path": "/l/1"}], {"a": {}, "l": [1]}),
-    ([{"op": "replace", "path": "/a", "value": 5}], {"a": 5, "l": [1, 2]}),
-    ([{"op": "move", "from": "/l", "path": "/a/l"}], {"a": {"l": [1, 2]}}),
-    ([{"op": "copy", "from": "/l/0", "path": "/a/x"}], {"a": {"x": 1}, "l": [1, 2]}),
-    ([{"op": "test", "path": "/l/0", "value": 1}], {"a": {}, "l": [1, 2]}),
-    ([{"op": "add", "path": "/a/k~1v~0", "value": 1}], {"a": {"k/v~": 1}, "l": [1, 2]}),
-])
+@pytest.mark.parametrize(
+    ("ops", "expected"),
+    [
+        ([{"op": "add", "path": "/a/b", "value": 1}], {"a": {"b": 1}, "l": [1, 2]}),
+        ([{"op": "add", "path": "/l/-", "value": 3}], {"a": {}, "l": [1, 2, 3]}),
+        ([{"op": "add", "path": "/l/0", "value": 0}], {"a": {}, "l": [0, 1, 2]}),
+        ([{"op": "remove", "path": "/l/1"}], {"a": {}, "l": [1]}),
+        ([{"op": "replace", "path": "/a", "value": 5}], {"a": 5, "l": [1, 2]}),
+        ([{"op": "move", "from": "/l", "path": "/a/l"}], {"a": {"l": [1, 2]}}),
+        ([{"op": "copy", "from": "/l/0", "path": "/a/x"}], {"a": {"x": 1}, "l": [1, 2]}),
+        ([{"op": "test", "path": "/l/0", "value": 1}], {"a": {}, "l": [1, 2]}),
+        ([{"op": "add", "path": "/a/k~1v~0", "value": 1}], {"a": {"k/v~": 1}, "l": [1, 2]}),
+    ],
+)
 def test_json_patch_rfc6902(ops: list[Obj], expected: Obj) -> None:
     assert json_patch({"a": {}, "l": [1, 2]}, ops) == expected
 
 
-@pytest.mark.parametrize("op", [
-    {"op": "remove", "path": "/missing"},
-    {"op": "replace", "path": "/missing", "value": 1},
-    {"op": "add", "path": "/l/9", "value": 1},
-    {"op": "add", "path": "/l/01", "value": 1},
-    {"op": "test", "path": "/t", "value": 1},  # true is not 1 in JSON
-    {"op": "move", "from": "/a", "path": "/a/inner"},
-    {"op": "add", "path": "no-slash", "value": 1},
-    {"op": "add", "path": "/a/b"},
-    {"op": "frobnicate", "path": "/a"},
-    "not-an-object",
-])
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "remove", "path": "/missing"},
+        {"op": "replace", "path": "/missing", "value": 1},
+        {"op": "add", "path": "/l/9", "value": 1},
+        {"op": "add", "path": "/l/01", "value": 1},
+        {"op": "test", "path": "/t", "value": 1},  # true is not 1 in JSON
+        {"op": "move", "from": "/a", "path": "/a/inner"},
+        {"op": "add", "path": "no-slash", "value": 1},
+        {"op": "add", "path": "/a/b"},
+        {"op": "frobnicate", "path": "/a"},
+        "not-an-object",
+    ],
+)
 def test_json_patch_errors(op: Any) -> None:
     with pytest.raises(PatchError):
         json_patch({"a": {}, "l": [1, 2], "t": True}, [op])
@@ -510,8 +584,12 @@ def test_json_patch_errors(op: Any) -> None:
 def test_strategic_patch_via_store_keeps_other_containers() -> None:
     store = Store()
     store.create("pods", pod("a"))
-    store.patch("pods", "a", {"spec": {"containers": [{"name": "side", "image": "x"}]}},
-                STRATEGIC_MERGE_PATCH)
+    store.patch(
+        "pods",
+        "a",
+        {"spec": {"containers": [{"name": "side", "image": "x"}]}},
+        STRATEGIC_MERGE_PATCH,
+    )
     names = [c["name"] for c in store.get("pods", "a")["spec"]["containers"]]
     assert names == ["main", "side"]
 
@@ -519,23 +597,26 @@ def test_strategic_patch_via_store_keeps_other_containers() -> None:
 # --- routing, faults, seeding ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("/api/v1/nodes", ("nodes", "", "", "")),
-    ("/api/v1/nodes/n1/status", ("nodes", "", "n1", "status")),
-    ("/api/v1/pods", ("pods", "", "", "")),
-    ("/api/v1/namespaces/ns1", ("namespaces", "", "ns1", "")),
-    ("/api/v1/namespaces/ns1/status", ("namespaces", "", "ns1", "status")),
-    ("/api/v1/namespaces/ns1/pods/p/binding", ("pods", "ns1", "p", "binding")),
-    ("/api/v1/namespaces/ns1/pods/p/eviction/", ("pods", "ns1", "p", "eviction")),
-    ("/apis/coordination.k8s.io/v1/namespaces/x/leases/l", ("leases", "x", "l", "")),
-    ("/api/v1/pods/p", None),
-    ("/api/v1/namespaces/ns1/leases", None),
-    ("/apis/coordination.k8s.io/v1/nodes", None),
-    ("/api/v1/namespaces/ns1/pods/p/exec", None),
-    ("/api/v1/nodes//status", None),
-    ("/api/v2/nodes", None),
-    ("/nonsense", None),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/v1/nodes", ("nodes", "", "", "")),
+        ("/api/v1/nodes/n1/status", ("nodes", "", "n1", "status")),
+        ("/api/v1/pods", ("pods", "", "", "")),
+        ("/api/v1/namespaces/ns1", ("namespaces", "", "ns1", "")),
+        ("/api/v1/namespaces/ns1/status", ("namespaces", "", "ns1", "status")),
+        ("/api/v1/namespaces/ns1/pods/p/binding", ("pods", "ns1", "p", "binding")),
+        ("/api/v1/namespaces/ns1/pods/p/eviction/", ("pods", "ns1", "p", "eviction")),
+        ("/apis/coordination.k8s.io/v1/namespaces/x/leases/l", ("leases", "x", "l", "")),
+        ("/api/v1/pods/p", None),
+        ("/api/v1/namespaces/ns1/leases", None),
+        ("/apis/coordination.k8s.io/v1/nodes", None),
+        ("/api/v1/namespaces/ns1/pods/p/exec", None),
+        ("/api/v1/nodes//status", None),
+        ("/api/v2/nodes", None),
+        ("/nonsense", None),
+    ],
+)
 def test_parse_path(path: str, expected: tuple[str, str, str, str] | None) -> None:
     route = parse_path(path)
     if expected is None:
@@ -596,11 +677,18 @@ def test_load_yaml_seeds_every_document(tmp_path: Path) -> None:
     assert [o["kind"] for o in created] == ["Namespace", "Node", "Pod", "Lease"]
     assert store.get("pods", "driver", "team-a")["status"]["phase"] == "Running"
     assert store.get("nodes", "gpu-1")["metadata"]["labels"] == {
-        "karpenter.sh/capacity-type": "spot"}
+        "karpenter.sh/capacity-type": "spot"
+    }
 
 
-@pytest.mark.parametrize("text", ["apiVersion: v1\nkind: Deployment\nmetadata: {name: x}\n",
-                                  "- just\n- a list\n", "key: [unclosed\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "apiVersion: v1\nkind: Deployment\nmetadata: {name: x}\n",
+        "- just\n- a list\n",
+        "key: [unclosed\n",
+    ],
+)
 def test_bad_seed_is_a_config_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)

@@ -343,23 +343,74 @@ def test_gpu_pods_are_sent_to_the_extender_scheduler() -> None:
 
 DIALECTS = [
     # (id, container limits, pod annotations, expected canonical limits)
-    ("hami", {"nvidia.com/gpu": "2", "nvidia.com/gpumem": "8192", "nvidia.com/gpucores": "30"}, {}, {"nvidia.com/gpu": "2", "nvidia.com/gpumem": "8192", "nvidia.com/gpucores": "30"}),
-    ("hami-percent", {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "50"}, {}, {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "50"}),
-    ("volcano", {"volcano.sh/vgpu-number": "1", "volcano.sh/vgpu-memory": "4096", "volcano.sh/vgpu-cores": "25"}, {}, {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "4096", "nvidia.com/gpucores": "25"}),
-    ("kai-fraction", {}, {"gpu-fraction": "0.5"}, {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "50"}),
-    ("kai-memory", {}, {"gpu-memory": "2000"}, {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "2000"}),
-    ("koordinator", {"koordinator.sh/gpu-memory": "8Gi", "koordinator.sh/gpu-core": "50"}, {}, {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "8192", "nvidia.com/gpucores": "50"}),
-    ("gpushare", {"aliyun.com/gpu-mem": "3"}, {}, {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "3072"}),
+    (
+        "hami",
+        {"nvidia.com/gpu": "2", "nvidia.com/gpumem": "8192", "nvidia.com/gpucores": "30"},
+        {},
+        {"nvidia.com/gpu": "2", "nvidia.com/gpumem": "8192", "nvidia.com/gpucores": "30"},
+    ),
+    (
+        "hami-percent",
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "50"},
+        {},
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "50"},
+    ),
+    (
+        "volcano",
+        {
+            "volcano.sh/vgpu-number": "1",
+            "volcano.sh/vgpu-memory": "4096",
+            "volcano.sh/vgpu-cores": "25",
+        },
+        {},
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "4096", "nvidia.com/gpucores": "25"},
+    ),
+    (
+        "kai-fraction",
+        {},
+        {"gpu-fraction": "0.5"},
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "50"},
+    ),
+    (
+        "kai-memory",
+        {},
+        {"gpu-memory": "2000"},
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "2000"},
+    ),
+    (
+        "koordinator",
+        {"koordinator.sh/gpu-memory": "8Gi", "koordinator.sh/gpu-core": "50"},
+        {},
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "8192", "nvidia.com/gpucores": "50"},
+    ),
+    (
+        "gpushare",
+        {"aliyun.com/gpu-mem": "3"},
+        {},
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "3072"},
+    ),
 ]
 
 
-@pytest.mark.parametrize(("limits", "annotations", "expected"), [d[1:] for d in DIALECTS], ids=[d[0] for d in DIALECTS])
+@pytest.mark.parametrize(
+    ("limits", "annotations", "expected"), [d[1:] for d in DIALECTS], ids=[d[0] for d in DIALECTS]
+)
 def test_every_dialect_through_the_webhook(client, limits, annotations, expected) -> None:
-    container = {"name": "c", "image": "x", "resources": {"limits": dict(limits), "requests": {"cpu": "1", **limits}}}
-    result = roundtrip(client, pod(annotations=annotations or None, owner="ReplicaSet", containers=[container]))
+    container = {
+        "name": "c",
+        "image": "x",
+        "resources": {"limits": dict(limits), "requests": {"cpu": "1", **limits}},
+    }
+    result = roundtrip(
+        client, pod(annotations=annotations or None, owner="ReplicaSet", containers=[container])
+    )
     resources = result["spec"]["containers"][0]["resources"]
     gpu_limits = {k: v for k, v in resources["limits"].items() if k.startswith("nvidia.com/")}
     assert gpu_limits == expected
-    assert {k: v for k, v in resources["requests"].items() if k.startswith("nvidia.com/")} == expected
+    assert {
+        k: v for k, v in resources["requests"].items() if k.startswith("nvidia.com/")
+    } == expected
     assert resources["requests"]["cpu"] == "1"
-    assert not any(k.startswith(("volcano.sh/", "koordinator.sh/", "aliyun.com/")) for k in resources["limits"])
+    assert not any(
+        k.startswith(("volcano.sh/", "koordinator.sh/", "aliyun.com/")) for k in resources["limits"]
+    )
