@@ -308,7 +308,9 @@ def build_service(
     pods = Informer(core.list_pod_for_all_namespaces, name="pods")
     view = InformerView(nodes, pods)
     api = KubeClusterApi(api_client)
-    facts = Facts.from_catalog(catalog, settings.region, zones)
+    facts = Facts.from_catalog(
+        catalog, settings.region, zones, overhead=settings.daemonset_overhead()
+    )
     controller = Controller(
         loop_config(settings),
         Collaborators(

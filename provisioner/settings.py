@@ -13,8 +13,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spotpack.errors import ConfigError
-from spotpack.provisioning.model import Limits
+from spotpack.errors import ConfigError, InvalidQuantity
+from spotpack.provisioning.model import Limits, Resources
+from spotpack.quantity import bytes_of, cpu_millis
 
 PREFIX = "SPOTPACK_PROVISIONER_"
 
@@ -43,6 +44,24 @@ class ProvisionerSettings(BaseSettings):
     """An override file merged over the packaged catalog (a mounted ConfigMap)."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra labels for the nodes we launch."""
+    daemonset_cpu: str = "0"
+    daemonset_memory: str = "0"
+    daemonset_pods: int = Field(default=0, ge=0)
+    """What the cluster's DaemonSets request on every node (CNI, kube-proxy, CSI driver,
+    log and metrics agents): a new node is packed with this much less room. Set it
+    to your DaemonSets' requests (an EKS node with the VPC CNI, kube-proxy and EBS
+    CSI: about 250m, 320Mi, 4 pods); it is not yet derived from the cluster."""
+
+    def daemonset_overhead(self) -> Resources:
+        """The DaemonSet overhead as planner resources; a bad quantity is a ConfigError."""
+        try:
+            return Resources(
+                cpu_millis(self.daemonset_cpu),
+                -(-bytes_of(self.daemonset_memory) // (1024 * 1024)),
+                self.daemonset_pods,
+            )
+        except InvalidQuantity as exc:
+            raise ConfigError(f"SPOTPACK_PROVISIONER_DAEMONSET_CPU/MEMORY: {exc}") from exc
 
     # --- aws -----------------------------------------------------------------------------
     subnets: dict[str, str] = Field(default_factory=dict)

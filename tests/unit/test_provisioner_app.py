@@ -156,3 +156,15 @@ def test_idle_ticks_do_not_read_the_caches() -> None:
     assert reads == [1]
     h.tick(0.5)
     assert reads == [1, 1] and len(h.launches()) == 1
+
+
+def test_daemonset_overhead_setting() -> None:
+    import pytest
+
+    from provisioner.settings import ProvisionerSettings
+    from spotpack.errors import ConfigError
+    from spotpack.provisioning.model import Resources
+
+    assert ProvisionerSettings(daemonset_cpu="500m", daemonset_memory="1Gi", daemonset_pods=3).daemonset_overhead() == Resources(500, 1024, 3)
+    with pytest.raises(ConfigError, match="DAEMONSET"):
+        ProvisionerSettings(daemonset_cpu="lots").daemonset_overhead()
