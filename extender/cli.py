@@ -16,6 +16,7 @@ from extender.settings import ExtenderSettings, load_settings
 from spotpack.errors import ClusterUnavailable, ConfigError
 from spotpack.logs import configure_logging
 from spotpack.serving import ServeSettings, serve
+from spotpack.settings import export_flags
 
 APP_URI = "extender.app:create_app()"
 FLAGS = {
@@ -57,18 +58,6 @@ def add_parser(
     return parser
 
 
-def _apply_flags(args: argparse.Namespace) -> None:
-    for attr, suffix in FLAGS.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            os.environ[f"SPOTPACK_EXTENDER_{suffix}"] = str(value)
-    if args.plain_http:
-        os.environ["SPOTPACK_EXTENDER_CERT_FILE"] = ""
-        os.environ["SPOTPACK_EXTENDER_KEY_FILE"] = ""
-    if args.local:
-        os.environ["SPOTPACK_EXTENDER_LOCAL"] = "true"
-
-
 def serve_settings(settings: ExtenderSettings) -> ServeSettings:
     tls = bool(settings.cert_file) and bool(settings.key_file)
     return ServeSettings(
@@ -86,7 +75,9 @@ def serve_settings(settings: ExtenderSettings) -> ServeSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    _apply_flags(args)
+    export_flags(args, FLAGS, "SPOTPACK_EXTENDER_")
+    if args.local:
+        os.environ["SPOTPACK_EXTENDER_LOCAL"] = "true"
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     if not settings.local:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spotpack.errors import ConfigError
+from spotpack.settings import load
 
 
 class ExtenderSettings(BaseSettings):
@@ -50,9 +50,4 @@ class ExtenderSettings(BaseSettings):
 
 def load_settings(**overrides: object) -> ExtenderSettings:
     """Read settings from the environment; an invalid value is a :class:`ConfigError`."""
-    try:
-        return ExtenderSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]).upper()
-        raise ConfigError(f"setting SPOTPACK_EXTENDER_{name} is invalid: {first['msg']}") from exc
+    return load(ExtenderSettings, "SPOTPACK_EXTENDER_", **overrides)

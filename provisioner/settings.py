@@ -10,12 +10,13 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spotpack.errors import ConfigError, InvalidQuantity
 from spotpack.provisioning.model import Limits, Resources
 from spotpack.quantity import bytes_of, cpu_millis
+from spotpack.settings import load
 
 PREFIX = "SPOTPACK_PROVISIONER_"
 
@@ -139,13 +140,7 @@ class ProvisionerSettings(BaseSettings):
 
 def load_settings(**overrides: object) -> ProvisionerSettings:
     """Read settings from the environment; an invalid value is a :class:`ConfigError`."""
-    try:
-        return ProvisionerSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]).upper()
-        where = f"setting {PREFIX}{name}" if name else "the provisioner settings"
-        raise ConfigError(f"{where} is invalid: {first['msg']}") from exc
+    return load(ProvisionerSettings, PREFIX, **overrides)
 
 
 __all__ = ["PREFIX", "ProvisionerSettings", "default_identity", "load_settings"]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from spotpack.logs import configure_logging
 from spotpack.serving import ServeSettings, serve
+from spotpack.settings import export_flags
 from webhook.settings import WebhookSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,6 @@ def add_parser(
     return parser
 
 
-def _apply_flags(args: argparse.Namespace) -> None:
-    for attr, suffix in FLAGS.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            os.environ[f"SPOTPACK_WEBHOOK_{suffix}"] = str(value)
-    if args.plain_http:
-        os.environ["SPOTPACK_WEBHOOK_CERT_FILE"] = ""
-        os.environ["SPOTPACK_WEBHOOK_KEY_FILE"] = ""
-
-
 def serve_settings(settings: WebhookSettings) -> ServeSettings:
     """gunicorn settings for the webhook: keep-alive for the API server's connection reuse."""
     tls = bool(settings.cert_file) and bool(settings.key_file)
@@ -83,7 +73,7 @@ def serve_settings(settings: WebhookSettings) -> ServeSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    _apply_flags(args)
+    export_flags(args, FLAGS, "SPOTPACK_WEBHOOK_")
     settings = load_settings()
     settings.mutation_config()
     configure_logging(settings.log_format, settings.log_level)

@@ -12,10 +12,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spotpack.capacity import OnDemandMatch, scheme_named
-from spotpack.errors import ConfigError
 from spotpack.placement import DEFAULT_ROLE_CAPACITY, PlacementRules
 from spotpack.policy import CapacityMode
 from spotpack.roles import RoleClass
+from spotpack.settings import load
 from spotpack.vgpu.normalize import NormalizeOptions
 from webhook.mutate import MutationConfig
 
@@ -101,13 +101,4 @@ class WebhookSettings(BaseSettings):
 
 def load_settings(**overrides: object) -> WebhookSettings:
     """Read settings from the environment; an invalid value is a :class:`ConfigError`."""
-    from pydantic import ValidationError
-
-    try:
-        return WebhookSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"setting SPOTPACK_WEBHOOK_{field.upper()} is invalid: {first['msg']}"
-        ) from exc
+    return load(WebhookSettings, "SPOTPACK_WEBHOOK_", **overrides)
