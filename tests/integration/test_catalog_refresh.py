@@ -11,16 +11,9 @@ error, to show it surfaces as one CloudError with a clear message.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,21 +28,13 @@ from spotpack.catalog.refresh import refresh_from
 from spotpack.cli import main
 from spotpack.cloud.aws_catalog import AwsCatalogSource, read_advisor
 from spotpack.errors import CloudError
+from tests.integration.moto_server import FAKE_ENV, Moto, running_moto
 from tests.integration.servers import free_port
 
 pytestmark = pytest.mark.integration
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 REGION = "us-east-1"
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+STOP_TIMEOUT = 10.0
 THROTTLED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
     b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
@@ -71,53 +56,10 @@ ADVISOR = {
 }
 
 
-@dataclass
-class Moto:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-
-def _wait_until_serving(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"moto_server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
-            conn.request("GET", "/moto-api/")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"moto_server did not answer within {START_TIMEOUT}s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    env = {**os.environ, **FAKE_ENV}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_serving(port, proc, log)
-        yield Moto(proc, f"http://127.0.0.1:{port}", log)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(STOP_TIMEOUT)
+    with running_moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 @pytest.fixture
