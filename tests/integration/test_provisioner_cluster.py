@@ -44,8 +44,10 @@ def settings(**overrides: Any) -> ProvisionerSettings:
         "region": "us-east-1",
         "zones": ["us-east-1a", "us-east-1b"],
         "cluster_name": "itest",
-        "batch_idle_seconds": 0.2,
-        "batch_max_seconds": 1.0,
+        # Long enough that pods created together are seen in one batch even when the
+        # machine is busy (a later pod would land on the registered node's room).
+        "batch_idle_seconds": 1.0,
+        "batch_max_seconds": 3.0,
         "tick_seconds": 0.05,
         "scan_seconds": 0.1,
         "empty_node_delay_seconds": 1.0,
@@ -65,8 +67,7 @@ def settings(**overrides: Any) -> ProvisionerSettings:
 
 @pytest.fixture
 def cluster() -> Iterator[DevCluster]:
-    # Frequent bookmarks: the informer notices a stop between lines (see the report on
-    # spotpack.kube.informer: cutting the socket does not reach urllib3 2's connection).
+    # Frequent bookmarks keep the watches lively; stop() no longer depends on them.
     with DevCluster(bookmark_interval=0.2) as dev:
         dev.store.create("namespaces", {"metadata": {"name": LEASE_NS}})
         yield dev
