@@ -25,7 +25,6 @@ import binascii
 import copy
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import kubernetes_validate
 import pytest
 
 from tests import manifests as m
+from tests.manifests import DELETE, Append, Remove, Replace, edit
 
 Obj = dict[str, Any]
 
@@ -492,70 +492,6 @@ ROLE = "ClusterRole/spotpack-webhook"
 NAME_LABEL = '["app.kubernetes.io/name"]'
 INSTANCE_LABEL = '["app.kubernetes.io/instance"]'
 
-DELETE = "<delete>"
-
-
-@dataclass(frozen=True)
-class Append:
-    value: Any
-
-
-@dataclass(frozen=True)
-class Remove:
-    value: Any
-
-
-@dataclass(frozen=True)
-class Edit:
-    """Replace the first ``old`` in a string value with ``new``."""
-
-    old: str
-    new: str
-
-
-_TOKEN = re.compile(r'\.?([A-Za-z_]\w*)|\[(\d+)\]|\[name=([^\]]+)\]|\["([^"]+)"\]')
-
-
-def _tokens(path: str) -> list[str | int | tuple[str]]:
-    tokens: list[str | int | tuple[str]] = []
-    pos = 0
-    while pos < len(path):
-        match = _TOKEN.match(path, pos)
-        assert match, f"bad path {path!r} at {pos}"
-        key, index, name, quoted = match.groups()
-        tokens.append(int(index) if index else (name,) if name else key or quoted)
-        pos = match.end()
-    return tokens
-
-
-def _step(node: Any, token: str | int | tuple[str]) -> Any:
-    if isinstance(token, tuple):
-        (found,) = [item for item in node if item.get("name") == token[0]]
-        return found
-    return node[token]
-
-
-def mutate(obj: Obj, path: str, change: Any) -> None:
-    *parents, last = _tokens(path)
-    node: Any = obj
-    for token in parents:
-        node = _step(node, token)
-    if change == DELETE:
-        del node[last]
-    elif isinstance(change, Append):
-        _step(node, last).append(copy.deepcopy(change.value))
-    elif isinstance(change, Remove):
-        _step(node, last).remove(change.value)
-    elif isinstance(change, Edit):
-        assert change.old in node[last], f"{change.old!r} not in {path}"
-        node[last] = node[last].replace(change.old, change.new, 1)
-    elif isinstance(last, tuple):
-        (index,) = [i for i, item in enumerate(node) if item.get("name") == last[0]]
-        node[index] = copy.deepcopy(change)
-    else:
-        node[last] = copy.deepcopy(change)
-
-
 def target(objs: list[Obj], ident: str) -> Obj:
     kind, name = ident.split("/")
     return m.find(objs, kind, name)
@@ -742,42 +678,42 @@ MUTATIONS: list[tuple[str, str, str, str, Any]] = [
         "match_conditions",
         MWC_ID,
         f"{W_GEN}.matchConditions[0].expression",
-        Edit("!(", "("),
+        Replace("!(", "("),
     ),
     (
         "gpu-skips-init",
         "match_conditions",
         MWC_ID,
         f"{W_GPU}.matchConditions[0].expression",
-        Edit("object.spec.initContainers.exists", "object.spec.containers.exists"),
+        Replace("object.spec.initContainers.exists", "object.spec.containers.exists"),
     ),
     (
         "gpu-drops-aliyun",
         "match_conditions",
         MWC_ID,
         f"{W_GPU}.matchConditions[0].expression",
-        Edit(", 'aliyun.com/gpu-mem'", ""),
+        Replace(", 'aliyun.com/gpu-mem'", ""),
     ),
     (
         "gpu-unguarded-init",
         "match_conditions",
         MWC_ID,
         f"{W_GPU}.matchConditions[0].expression",
-        Edit("has(object.spec.initContainers) &&", ""),
+        Replace("has(object.spec.initContainers) &&", ""),
     ),
     (
         "gpu-unguarded-resources",
         "match_conditions",
         MWC_ID,
         f"{W_GPU}.matchConditions[0].expression",
-        Edit("has(c.resources) &&", ""),
+        Replace("has(c.resources) &&", ""),
     ),
     (
         "gpu-uses-oldobject",
         "match_conditions",
         MWC_ID,
         f"{W_GPU}.matchConditions[0].expression",
-        Edit("object.metadata", "oldObject.metadata"),
+        Replace("object.metadata", "oldObject.metadata"),
     ),
     (
         "two-conditions",
@@ -794,7 +730,7 @@ def apply_mutation(objs: list[Obj], ident: str, path: str, change: Any) -> None:
         assert isinstance(change, Append) and not path
         objs.append(copy.deepcopy(change.value))
     else:
-        mutate(target(objs, ident), path, change)
+        edit(target(objs, ident), path, change)
 
 
 @pytest.mark.parametrize(
@@ -867,7 +803,7 @@ def test_validator_rejects_broken_copies(
     ident: str, path: str, change: Any, expected: str, version: str
 ) -> None:
     broken = copy.deepcopy(target(rendered(), ident))
-    mutate(broken, path, change)
+    edit(broken, path, change)
     try:
         errors = m.validation_errors(broken, version)
     except m.SchemaNotFoundError as exc:
@@ -878,7 +814,7 @@ def test_validator_rejects_broken_copies(
 
 def _break_container_field(objs: list[Obj]) -> Obj:
     dep = deployment(objs)
-    mutate(dep, f"{CTR}.imagePullPolicyy", "Always")
+    edit(dep, f"{CTR}.imagePullPolicyy", "Always")
     return dep
 
 
