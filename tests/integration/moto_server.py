@@ -13,6 +13,7 @@ returns capacity or throttling errors by itself.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import signal
@@ -174,3 +175,38 @@ def rewrite_parsed(client: Any, operation: str, edit: Callable[[dict[str, Any]],
 
     service = client.meta.service_model.service_name
     client.meta.events.register(f"after-call.{service}.{operation}", hook)
+
+
+@dataclass
+class Network:
+    """A VPC with one subnet per zone and an image, as CreateFleet needs."""
+
+    subnets: dict[str, str]
+    image_id: str
+
+
+@functools.cache
+def fake_session() -> Any:
+    """One boto3 session per test process: botocore loads EC2's large model once per session."""
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+
+
+def make_network(url: str, zones: tuple[str, ...], octet: int) -> Network:
+    """Create ``10.<octet>.0.0/16`` with a /24 per zone in the moto server at ``url``."""
+    ec2 = fake_session().client("ec2", endpoint_url=url)
+    try:
+        vpc = ec2.create_vpc(CidrBlock=f"10.{octet}.0.0/16")["Vpc"]["VpcId"]
+        subnets = {
+            zone: ec2.create_subnet(
+                VpcId=vpc, CidrBlock=f"10.{octet}.{i}.0/24", AvailabilityZone=zone
+            )["Subnet"]["SubnetId"]
+            for i, zone in enumerate(zones, start=1)
+        }
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    finally:
+        ec2.close()
+    return Network(subnets, image)

@@ -16,14 +16,11 @@ What moto does and does not do (checked with moto 5.2.5, boto3 1.44):
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -44,10 +41,13 @@ from spotpack.cloud.fake import SimulatedCrash
 from tests.integration.moto_server import (
     REGION,
     Moto,
+    Network,
     answer,
     canned_response,
     ec2_error,
+    fake_session,
     isolate_aws_env,
+    make_network,
     rewrite_parsed,
     running_moto,
 )
@@ -56,20 +56,6 @@ pytestmark = pytest.mark.integration
 
 ZONE_A, ZONE_B = "us-east-1a", "us-east-1b"
 CANDIDATES = (("m5.large", ZONE_A), ("c5.large", ZONE_B), ("m5.xlarge", ZONE_A))
-
-
-@dataclass
-class Network:
-    subnets: dict[str, str]
-    image_id: str
-
-
-@functools.cache
-def _session() -> boto3.session.Session:
-    """One session for the module: botocore loads EC2's large model once per session."""
-    return boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-    )
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +71,7 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def network(moto: Moto) -> Network:
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = {
-        zone: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"][
-            "SubnetId"
-        ]
-        for zone, cidr in ((ZONE_A, "10.0.1.0/24"), (ZONE_B, "10.0.2.0/24"))
-    }
-    images = ec2.describe_images(Owners=["amazon"])["Images"]
-    return Network(subnets, images[0]["ImageId"])
+    return make_network(moto.url, (ZONE_A, ZONE_B), 0)
 
 
 @pytest.fixture
@@ -109,7 +86,7 @@ def _provider(moto: Moto, network: Network, cluster: str, **kwargs: Any) -> AwsP
         cluster,
         subnet_by_zone=network.subnets,
         endpoint_url=moto.url,
-        session=_session(),
+        session=fake_session(),
         image_id=network.image_id,
         readback_delay=0.01,
         **kwargs,
@@ -129,7 +106,7 @@ def _record(provider: AwsProvider, operation: str) -> list[dict[str, Any]]:
 
 def _tagged(moto: Moto, **tags: str) -> list[dict[str, Any]]:
     """Live instances with all these tags, read directly (not through the provider)."""
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
     filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
     pages = ec2.get_paginator("describe_instances").paginate(
         Filters=[*filters, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
@@ -211,7 +188,7 @@ def test_moto_ignores_the_client_token(moto: Moto, network: Network, cluster: st
     """The quirk our look-up works around: the same token launches twice in moto."""
     provider = _provider(moto, network, cluster)
     template = provider.ensure_launch_template()
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
     tag = [{"ResourceType": "instance", "Tags": [{"Key": "quirk", "Value": cluster}]}]
     for _ in range(2):
         ec2.create_fleet(
@@ -251,7 +228,7 @@ def test_list_owned_sees_this_clusters_instances_only(
     a = mine.launch(_request(cluster, "claim-a"))
     b = mine.launch(_request(cluster, "claim-b", "on-demand"))
     other = theirs.launch(_request(f"{cluster}-other", "claim-a"))
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
     ec2.run_instances(ImageId=network.image_id, MinCount=1, MaxCount=1, InstanceType="t3.micro")
 
     owned = mine.list_owned()
@@ -270,7 +247,7 @@ def test_terminate_is_idempotent_and_skips_unknown_ids(
     gone = provider.launch(_request(cluster, "claim-gone"))
 
     # One unknown id makes EC2 (and moto) refuse the whole call...
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
     with pytest.raises(ClientError) as info:
         ec2.terminate_instances(InstanceIds=[gone.instance_id, "i-0123456789abcdef0"])
     assert info.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
@@ -294,7 +271,7 @@ def test_the_launch_template_is_created_once_and_reused(
     template_id = first.ensure_launch_template()
     second = _provider(moto, network, cluster)
     assert second.ensure_launch_template() == template_id
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
     templates = ec2.describe_launch_templates(LaunchTemplateNames=[f"spotpack-{cluster}"])
     assert [t["LaunchTemplateId"] for t in templates["LaunchTemplates"]] == [template_id]
 

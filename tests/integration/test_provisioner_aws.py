@@ -16,15 +16,12 @@ the registration timeout like any claim, and is terminated when it expires.
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from provisioner.app import Service, build_service
@@ -36,24 +33,19 @@ from spotpack.cloud.fake import SimulatedCrash
 from spotpack.devcluster import DevCluster
 from spotpack.errors import CloudError
 from spotpack.kube import api_client_for_url
-from tests.integration.moto_server import REGION, Moto, isolate_aws_env, running_moto
+from tests.integration.moto_server import (
+    REGION,
+    Moto,
+    Network,
+    fake_session,
+    isolate_aws_env,
+    make_network,
+    running_moto,
+)
 
 pytestmark = pytest.mark.integration
 
 ZONES = ("us-east-1a", "us-east-1b")
-
-
-@dataclass
-class Network:
-    subnets: dict[str, str]
-    image_id: str
-
-
-@functools.cache
-def _session() -> boto3.session.Session:
-    return boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-    )
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +61,7 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def network(moto: Moto) -> Network:
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
-    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-    subnets = {
-        zone: ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=zone)[
-            "Subnet"
-        ]["SubnetId"]
-        for i, zone in enumerate(ZONES, start=1)
-    }
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ec2.close()
-    return Network(subnets, image)
+    return make_network(moto.url, ZONES, 1)
 
 
 @pytest.fixture
@@ -131,7 +113,7 @@ def provider(moto: Moto, network: Network, name: str) -> AwsProvider:
         name,
         subnet_by_zone=network.subnets,
         endpoint_url=moto.url,
-        session=_session(),
+        session=fake_session(),
         image_id=network.image_id,
         readback_delay=0.01,
     )
@@ -147,7 +129,7 @@ def fleets(p: AwsProvider) -> list[dict[str, Any]]:
 
 
 def tagged(moto: Moto, name: str) -> list[dict[str, Any]]:
-    ec2 = _session().client("ec2", endpoint_url=moto.url)
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
     try:
         pages = ec2.get_paginator("describe_instances").paginate(
             Filters=[
