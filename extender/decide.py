@@ -26,7 +26,6 @@ test checks they answer what the core's general functions answer.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -162,82 +161,94 @@ def _gpu_term(entry: NodeEntry, prepared: PreparedDemand, spread: bool) -> float
 def prioritize_nodes(
     state: ClusterState, pod: PodView, names: list[str], weights: Weights
 ) -> list[tuple[str, int]]:
-    """Integer scores 0..10 for every name, in input order (unknown nodes score 0).
+    """Integer scores 0..10 for every name, in input order (unknown nodes score 0)."""
+    scores, _ = prioritize_scores(state, pod, names, weights)
+    return list(zip(names, scores, strict=True))
+
+
+def prioritize_scores(
+    state: ClusterState, pod: PodView, names: list[str], weights: Weights
+) -> tuple[list[int], list[NodeEntry | None]]:
+    """The score of each name, in input order (unknown nodes score 0), and its cache entry.
+
+    The entries come back so the answer can be encoded from each node's
+    ready JSON (:attr:`NodeEntry.priorities`) without a second lookup.
 
     ``score = round_half_up(sum(w_t * term_t) / sum(w_t) / 10)`` over the terms
     the node has (a CPU-only node has no GPU term; it is left out, not counted
     as 0): :func:`spotpack.scoring.combine.combine` of the GPU term, the node's
-    risk score and :func:`spotpack.scoring.price.price_score`, written out here.
-    Prices are compared among these candidates only.
+    risk score and :func:`spotpack.scoring.price.price_score`, written out here
+    as one pass per node. Prices are compared among these candidates only:
+    ``price_term = 100 * (hi - price) / (hi - lo)`` with ``lo``/``hi`` the
+    cheapest and dearest known prices of the names (node prices come from the
+    validated catalog: finite, >= 0); an unknown price is neutral. All terms
+    and weights are >= 0, so only the upper clamp at 10 can bite.
     """
-    prepared = prepared_demand(pod) if pod.demand.is_gpu_pod else None
-    simple = simple_shape(prepared) if prepared is not None else None
-    spread = pod.gpu_policy is GPUPolicy.SPREAD
-    count, need = simple if simple is not None else (1, 0)
-    k, add_mem, scale = count - 1, need * count, 100.0 / 3.0
-    rows: list[Row | None] = []
-    nodes = state.nodes
-    lo, hi = math.inf, -math.inf
+    get = state.nodes.get
     with state.lock:
-        for name in names:
-            entry = nodes.get(name)
-            if entry is None:
-                rows.append(None)
-                continue
-            price = entry.view.price
-            if price is not None:
-                lo, hi = min(lo, price), max(hi, price)
-            gpu: float | None = None
-            if prepared is not None:
-                usage, gpus = entry.usage, entry.view.gpus
-                if simple is not None and usage is not None and gpus is not None:
-                    free = usage.free_desc
-                    if k < len(free) and free[k] >= need:
-                        inv = gpus.inverse_totals
-                        packed = min(usage.fill + count * inv[0] + add_mem * inv[1], 3.0) * scale
-                        gpu = 100.0 - packed if spread else packed
-                    else:
-                        gpu = _gpu_term(entry, prepared, spread)
-                else:
-                    gpu = _gpu_term(entry, prepared, spread)
-            rows.append((gpu, entry.risk, price))
-    return _mix(names, rows, weights, (lo, hi) if lo <= hi else None)
-
-
-def _mix(
-    names: list[str],
-    rows: list[Row | None],
-    weights: Weights,
-    bounds: tuple[float, float] | None,
-) -> list[tuple[str, int]]:
-    """The weighted mean of each row's terms as the protocol's integer 0..10.
-
-    ``bounds`` are the cheapest and dearest known prices of these very rows (node
-    prices come from the validated catalog: finite, >= 0), so the price term
-    ``100 * (hi - price) / (hi - lo)`` needs no clamping; unknown prices are neutral.
-    """
+        entries = [get(name) for name in names]
+        known = [e.view.price for e in entries if e is not None and e.view.price is not None]
+        gpu_terms = _gpu_terms(pod, entries) if pod.demand.is_gpu_pod else None
     w_gpu, w_risk, w_price = weights.gpu, weights.risk, weights.price
-    if bounds is None:
-        lo, hi, per_dollar = 0.0, -1.0, 0.0
-    else:
-        lo, hi = bounds
-        per_dollar = w_price * 100.0 / (hi - lo) if hi > lo else 0.0
+    lo = min(known) if known else 0.0
+    hi = max(known) if known else 0.0
+    per_dollar = w_price * 100.0 / (hi - lo) if hi > lo else 0.0
     best, neutral = w_price * 100.0, w_price * NEUTRAL
-    base_weight = w_risk + w_price
-    with_gpu = base_weight + w_gpu
-    scores = []
-    for name, row in zip(names, rows, strict=True):
-        if row is None:
-            scores.append((name, 0))
+    base = w_risk + w_price
+    with_gpu = base + w_gpu
+    scores: list[int] = []
+    append = scores.append
+    for i, entry in enumerate(entries):
+        if entry is None:
+            append(0)
             continue
-        gpu, risk, price = row
-        if price is not None and lo <= price <= hi:
-            total = w_risk * risk + best - (price - lo) * per_dollar
-        else:
-            total = w_risk * risk + neutral
+        price = entry.view.price
+        total = w_risk * entry.risk + (
+            neutral if price is None else best - (price - lo) * per_dollar
+        )
+        gpu = gpu_terms[i] if gpu_terms is not None else None
         if gpu is None:
-            mean = total / base_weight if base_weight > 0 else 0.0
+            mean = total / base if base > 0 else 0.0
         else:
             mean = (total + w_gpu * gpu) / with_gpu if with_gpu > 0 else 0.0
-        scores.append((name, min(max(int(mean * 0.1 + 0.5), 0), MAX_SCORE)))
-    return scores
+        score = int(mean * 0.1 + 0.5)  # rounds half up: mean >= 0
+        append(score if score < MAX_SCORE else MAX_SCORE)
+    return scores, entries
+
+
+def _gpu_terms(pod: PodView, entries: list[NodeEntry | None]) -> list[float | None]:
+    """The GPU term of each entry (None: no entry, or a node without GPUs).
+
+    For the common shape (:func:`simple_shape`) the fit is exact on the node
+    summary (``free_desc[count - 1] >= MiB``): a node it does not fit scores 0,
+    one it fits scores HAMi's binpack after placement, ``min(fill + count /
+    slots + count * MiB / mem, 3) * 100 / 3`` (``100 -`` that for spread).
+    """
+    prepared = prepared_demand(pod)
+    simple = simple_shape(prepared)
+    spread = pod.gpu_policy is GPUPolicy.SPREAD
+    terms: list[float | None] = []
+    append = terms.append
+    if simple is None:
+        for entry in entries:
+            append(None if entry is None else _gpu_term(entry, prepared, spread))
+        return terms
+    count, need = simple
+    k, add_mem, scale = count - 1, need * count, 100.0 / 3.0
+    for entry in entries:
+        if entry is None:
+            append(None)
+            continue
+        usage, gpus = entry.usage, entry.view.gpus
+        if usage is None or gpus is None:
+            append(None)
+            continue
+        free = usage.free_desc
+        if k < len(free) and free[k] >= need:
+            inv = gpus.inverse_totals
+            packed = usage.fill + count * inv[0] + add_mem * inv[1]
+            packed = (packed if packed < 3.0 else 3.0) * scale
+            append(100.0 - packed if spread else packed)
+        else:
+            append(0.0)
+    return terms

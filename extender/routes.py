@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from extender.binder import Binder, BindError
-from extender.decide import Verdicts, Weights, filter_nodes, prepared_demand, prioritize_nodes
+from extender.decide import Verdicts, Weights, filter_nodes, prepared_demand, prioritize_scores
 from extender.inspect import inspect_state
 from extender.metrics import ExtenderMetrics
 from extender.schema import (
@@ -32,8 +32,8 @@ from extender.schema import (
     BindingArgs,
     ExtenderArgs,
     binding_result,
+    encode_priorities,
     filter_result,
-    host_priorities,
     parse,
 )
 from extender.state import Claim, ClusterState
@@ -140,12 +140,13 @@ def handle_prioritize(body: bytes, ctx: ExtenderContext) -> tuple[int, Any]:
     names = args.names()
     try:
         seen = ctx.memo.read(args.pod, ctx.state.scheme)
-        scores = prioritize_nodes(ctx.state, seen.view, names, ctx.weights)
+        scores, entries = prioritize_scores(ctx.state, seen.view, names, ctx.weights)
     except Exception:  # neutral scores keep the pod schedulable
         log.exception("prioritize failed")
-        scores = [(name, 0) for name in names]
+        scores, entries = [0] * len(names), [None] * len(names)
+    answer = encode_priorities(names, scores, [e.priorities if e else None for e in entries])
     ctx.metrics.latency.labels("prioritize").observe(time.perf_counter() - started)
-    return 200, host_priorities(scores)
+    return 200, answer
 
 
 def handle_bind(body: bytes, ctx: ExtenderContext) -> tuple[int, Any]:

