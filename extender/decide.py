@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from extender.columns import K, vector_scores
 from extender.state import ClusterState, NodeEntry
 from spotpack.gpu import ContainerKind, PreparedDemand, prepare
 from spotpack.gpu.fit import sure_load
@@ -166,29 +167,64 @@ def prioritize_nodes(
     return list(zip(names, scores, strict=True))
 
 
+Fragments = list[tuple[bytes, ...] | None]
+
+
 def prioritize_scores(
     state: ClusterState, pod: PodView, names: list[str], weights: Weights
-) -> tuple[list[int], list[NodeEntry | None]]:
-    """The score of each name, in input order (unknown nodes score 0), and its cache entry.
-
-    The entries come back so the answer can be encoded from each node's
-    ready JSON (:attr:`NodeEntry.priorities`) without a second lookup.
+) -> tuple[list[int], Fragments]:
+    """The score of each name, in input order (unknown nodes score 0), and its ready JSON.
 
     ``score = round_half_up(sum(w_t * term_t) / sum(w_t) / 10)`` over the terms
     the node has (a CPU-only node has no GPU term; it is left out, not counted
     as 0): :func:`spotpack.scoring.combine.combine` of the GPU term, the node's
-    risk score and :func:`spotpack.scoring.price.price_score`, written out here
-    as one pass per node. Prices are compared among these candidates only:
-    ``price_term = 100 * (hi - price) / (hi - lo)`` with ``lo``/``hi`` the
-    cheapest and dearest known prices of the names (node prices come from the
-    validated catalog: finite, >= 0); an unknown price is neutral. All terms
-    and weights are >= 0, so only the upper clamp at 10 can bite.
+    risk score and :func:`spotpack.scoring.price.price_score`, written out.
+    Prices are compared among these candidates only: ``price_term = 100 * (hi -
+    price) / (hi - lo)`` with ``lo``/``hi`` the cheapest and dearest known
+    prices of the names (node prices come from the validated catalog: finite,
+    >= 0); an unknown price is neutral. All terms and weights are >= 0, so only
+    the upper clamp at 10 can bite.
+
+    CPU pods and the common vGPU shape (:func:`simple_shape`, at most
+    :data:`~extender.columns.K` vGPUs) are scored over the node columns in one
+    vector pass (:func:`~extender.columns.vector_scores`); other shapes go
+    through the per-card fit, node by node. The second list is each node's
+    ``{"Host", "Score"}`` JSON per score (:attr:`NodeEntry.priorities`), None
+    for names not cached.
     """
+    shape: tuple[int, int] | None = None
+    if pod.demand.is_gpu_pod:
+        shape = simple_shape(prepared_demand(pod))
+        if shape is None or shape[0] > K:
+            return _loop_scores(state, pod, names, weights)
+    columns = state.columns
+    with state.lock:
+        columns.sync(state.nodes)
+        rows = columns.row_list(names)
+        gathered = columns.gather(rows, shape[0] if shape is not None else None)
+        kept = columns.fragments
+        fragments = [kept[row] if row >= 0 else None for row in rows]
+    spread = pod.gpu_policy is GPUPolicy.SPREAD
+    scores = vector_scores(
+        gathered, shape, spread, weights=(weights.gpu, weights.risk, weights.price)
+    )
+    return scores, fragments
+
+
+def _loop_scores(
+    state: ClusterState, pod: PodView, names: list[str], weights: Weights
+) -> tuple[list[int], Fragments]:
+    """:func:`prioritize_scores` node by node, for the shapes the columns do not cover."""
     get = state.nodes.get
+    prepared = prepared_demand(pod)
+    spread = pod.gpu_policy is GPUPolicy.SPREAD
+    gpu_pod = pod.demand.is_gpu_pod
     with state.lock:
         entries = [get(name) for name in names]
-        known = [e.view.price for e in entries if e is not None and e.view.price is not None]
-        gpu_terms = _gpu_terms(pod, entries) if pod.demand.is_gpu_pod else None
+        gpu_terms = [
+            _gpu_term(e, prepared, spread) if e is not None and gpu_pod else None for e in entries
+        ]
+    known = [e.price for e in entries if e is not None and e.price is not None]
     w_gpu, w_risk, w_price = weights.gpu, weights.risk, weights.price
     lo = min(known) if known else 0.0
     hi = max(known) if known else 0.0
@@ -197,58 +233,18 @@ def prioritize_scores(
     base = w_risk + w_price
     with_gpu = base + w_gpu
     scores: list[int] = []
-    append = scores.append
-    for i, entry in enumerate(entries):
+    for entry, gpu in zip(entries, gpu_terms, strict=True):
         if entry is None:
-            append(0)
+            scores.append(0)
             continue
-        price = entry.view.price
+        price = entry.price
         total = w_risk * entry.risk + (
             neutral if price is None else best - (price - lo) * per_dollar
         )
-        gpu = gpu_terms[i] if gpu_terms is not None else None
         if gpu is None:
             mean = total / base if base > 0 else 0.0
         else:
             mean = (total + w_gpu * gpu) / with_gpu if with_gpu > 0 else 0.0
         score = int(mean * 0.1 + 0.5)  # rounds half up: mean >= 0
-        append(score if score < MAX_SCORE else MAX_SCORE)
-    return scores, entries
-
-
-def _gpu_terms(pod: PodView, entries: list[NodeEntry | None]) -> list[float | None]:
-    """The GPU term of each entry (None: no entry, or a node without GPUs).
-
-    For the common shape (:func:`simple_shape`) the fit is exact on the node
-    summary (``free_desc[count - 1] >= MiB``): a node it does not fit scores 0,
-    one it fits scores HAMi's binpack after placement, ``min(fill + count /
-    slots + count * MiB / mem, 3) * 100 / 3`` (``100 -`` that for spread).
-    """
-    prepared = prepared_demand(pod)
-    simple = simple_shape(prepared)
-    spread = pod.gpu_policy is GPUPolicy.SPREAD
-    terms: list[float | None] = []
-    append = terms.append
-    if simple is None:
-        for entry in entries:
-            append(None if entry is None else _gpu_term(entry, prepared, spread))
-        return terms
-    count, need = simple
-    k, add_mem, scale = count - 1, need * count, 100.0 / 3.0
-    for entry in entries:
-        if entry is None:
-            append(None)
-            continue
-        usage, gpus = entry.usage, entry.view.gpus
-        if usage is None or gpus is None:
-            append(None)
-            continue
-        free = usage.free_desc
-        if k < len(free) and free[k] >= need:
-            inv = gpus.inverse_totals
-            packed = usage.fill + count * inv[0] + add_mem * inv[1]
-            packed = (packed if packed < 3.0 else 3.0) * scale
-            append(100.0 - packed if spread else packed)
-        else:
-            append(0.0)
-    return terms
+        scores.append(score if score < MAX_SCORE else MAX_SCORE)
+    return scores, [e.priorities if e is not None else None for e in entries]

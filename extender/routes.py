@@ -140,11 +140,11 @@ def handle_prioritize(body: bytes, ctx: ExtenderContext) -> tuple[int, Any]:
     names = args.names()
     try:
         seen = ctx.memo.read(args.pod, ctx.state.scheme)
-        scores, entries = prioritize_scores(ctx.state, seen.view, names, ctx.weights)
+        scores, fragments = prioritize_scores(ctx.state, seen.view, names, ctx.weights)
     except Exception:  # neutral scores keep the pod schedulable
         log.exception("prioritize failed")
-        scores, entries = [0] * len(names), [None] * len(names)
-    answer = encode_priorities(names, scores, [e.priorities if e else None for e in entries])
+        scores, fragments = [0] * len(names), [None] * len(names)
+    answer = encode_priorities(names, scores, fragments)
     ctx.metrics.latency.labels("prioritize").observe(time.perf_counter() - started)
     return 200, answer
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from extender.columns import NodeColumns
 from extender.schema import host_priority_fragments
 from spotpack.capacity import LabelScheme
 from spotpack.errors import InvalidInput
@@ -101,6 +102,8 @@ class ClusterState:
         self.interruptions: dict[tuple[str, str], int] = {}
         self.drift = 0
         self._next_sweep = 0.0
+        self.columns = NodeColumns()
+        """Prioritize's numbers per node as arrays, marked here whenever they change."""
 
     # --- nodes ------------------------------------------------------------------------
 
@@ -112,6 +115,7 @@ class ClusterState:
             )
         with self.lock:
             entry = self.nodes.get(view.name)
+            self.columns.mark(view.name)
             if entry is None:
                 self.nodes[view.name] = NodeEntry.of(view, self._usage(view), self._risk(view))
                 return
@@ -145,6 +149,7 @@ class ClusterState:
         name = str((node.get("metadata") or {}).get("name", ""))
         with self.lock:
             self.nodes.pop(name, None)
+            self.columns.mark(name)
             for uid in list(self.by_node.get(name, ())):
                 if uid in self.reserved:
                     self._drop(uid)
@@ -158,6 +163,7 @@ class ClusterState:
         for entry in self.nodes.values():
             if (entry.view.instance_type, entry.view.zone or "") == key:
                 entry.risk = self._risk(entry.view)
+                self.columns.mark(entry.view.name)
 
     # --- pods ---------------------------------------------------------------------------
 
@@ -203,6 +209,7 @@ class ClusterState:
         entry = self.nodes.get(holder.node)
         if entry is not None and entry.usage is not None:
             entry.usage.add(holder.assignment)
+            self.columns.mark(holder.node)
 
     def _drop(self, uid: str) -> None:
         holder = self.holders.pop(uid, None)
@@ -217,6 +224,7 @@ class ClusterState:
         entry = self.nodes.get(holder.node)
         if entry is not None and entry.usage is not None:
             entry.usage.remove(holder.assignment)
+            self.columns.mark(holder.node)
 
     # --- reservations -------------------------------------------------------------------
 
