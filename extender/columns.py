@@ -1,4 +1,4 @@
-"""What prioritize reads of every node, as arrays: one vector pass per request.
+"""What filter and prioritize read of every node, as arrays: one vector pass per request.
 
 kube-scheduler sends prioritize the names of every feasible node (500 at
 5,000 nodes, up to all of them), and the answer sits on the scheduling cycle
@@ -11,7 +11,7 @@ node *dirty* whenever its price, risk or GPU usage changes (a handful of
 places, all under the state's lock) and :meth:`NodeColumns.sync` copies the
 dirty rows before a read. Rows of deleted nodes are reused.
 
-Per row: hourly price (NaN: unknown), risk score, HAMi fill (the three usage
+Per row: hourly price (NaN: unknown), risk score, spot, interrupted, HAMi fill (the three usage
 ratios summed), ``1/total slots`` and ``1/total MiB``, whether the node has
 a GPU inventory, and the ``K`` largest free MiB of its open cards, sorted
 down (``-1`` padded): the simple shape's exact fit test is then
@@ -50,6 +50,12 @@ class Gathered:
     inv_mem: np.ndarray
     free: np.ndarray | None
     """``free[:, count - 1]`` of each row when a GPU shape was asked, else None."""
+    spot: np.ndarray
+    interrupted: np.ndarray
+    card_mem: np.ndarray | None
+    """``card_mem[:, count - 1]``: the ``count``-th largest usable card (None with ``free``)."""
+    top_card: np.ndarray
+    """Each row's largest usable card, MiB (-1 without GPUs)."""
 
 
 class NodeColumns:
@@ -71,21 +77,32 @@ class NodeColumns:
         self.inv_slots = np.zeros(capacity)
         self.inv_mem = np.zeros(capacity)
         self.free = np.full((capacity, K), -1, dtype=np.int64)
+        self.spot = np.zeros(capacity, dtype=bool)
+        self.interrupted = np.zeros(capacity, dtype=bool)
+        self.card_mem = np.full((capacity, K), -1, dtype=np.int64)
 
     def _grow(self) -> None:
         old = len(self.price)
-        arrays = (self.price, self.risk, self.has_gpu, self.fill, self.inv_slots, self.inv_mem)
-        free = self.free
+        kept = self._arrays()
         self._allocate(old * 2)
-        for new, kept in zip(
-            (self.price, self.risk, self.has_gpu, self.fill, self.inv_slots, self.inv_mem),
-            arrays,
-            strict=True,
-        ):
-            new[:old] = kept
-        self.free[:old] = free
+        for new, old_array in zip(self._arrays(), kept, strict=True):
+            new[:old] = old_array
         self.fragments.extend([None] * old)
         self._free_rows.extend(range(old * 2 - 1, old - 1, -1))
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (
+            self.price,
+            self.risk,
+            self.has_gpu,
+            self.fill,
+            self.inv_slots,
+            self.inv_mem,
+            self.free,
+            self.spot,
+            self.interrupted,
+            self.card_mem,
+        )
 
     # --- writes (the state's lock held) ----------------------------------------------
 
@@ -119,6 +136,8 @@ class NodeColumns:
         self.has_gpu[row] = False
         self.fill[row] = self.inv_slots[row] = self.inv_mem[row] = 0.0
         self.free[row] = -1
+        self.spot[row] = self.interrupted[row] = False
+        self.card_mem[row] = -1
 
     def _write(self, name: str, entry: NodeEntry) -> None:
         row = self.rows.get(name)
@@ -131,6 +150,8 @@ class NodeColumns:
         self.fragments[row] = entry.priorities
         self.price[row] = np.nan if entry.price is None else entry.price
         self.risk[row] = entry.risk
+        self.spot[row] = entry.view.spot
+        self.interrupted[row] = bool(entry.view.interrupted)
         usage, gpus = entry.usage, entry.view.gpus
         if usage is not None and gpus is not None:
             self.has_gpu[row] = True
@@ -138,6 +159,15 @@ class NodeColumns:
             self.inv_slots[row], self.inv_mem[row] = gpus.inverse_totals[:2]
             top = usage.free_desc[:K]
             self.free[row, : len(top)] = top
+            usable = sorted(
+                (
+                    mem
+                    for mem, healthy, slots in zip(gpus.mem, gpus.healthy, gpus.slots, strict=True)
+                    if healthy and slots > 0
+                ),
+                reverse=True,
+            )[:K]
+            self.card_mem[row, : len(usable)] = usable
 
     # --- reads (the state's lock held) ------------------------------------------------
 
@@ -160,7 +190,85 @@ class NodeColumns:
             inv_slots=self.inv_slots[at],
             inv_mem=self.inv_mem[at],
             free=self.free[at, count - 1] if count is not None else None,
+            spot=self.spot[at],
+            interrupted=self.interrupted[at],
+            card_mem=self.card_mem[at, count - 1] if count is not None else None,
+            top_card=self.card_mem[at, 0],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class FilterMasks:
+    """The filter's buckets over gathered rows; every row is in exactly one mask."""
+
+    ok: np.ndarray
+    not_cached: np.ndarray
+    wrong_type: np.ndarray
+    """Capacity type against the pod's need (same reason for every such node)."""
+    no_gpus: np.ndarray
+    full: np.ndarray
+    """Nodes the pod would fit if pods were evicted (resolvable)."""
+    too_small: np.ndarray
+    """Nodes whose cards are smaller than the vGPU asked (unresolvable)."""
+    too_few: np.ndarray
+    """Nodes without ``count`` usable cards big enough, even empty (unresolvable)."""
+    interrupted: np.ndarray
+    """Interrupted nodes: the reason names the notice, so they are visited one by one."""
+
+    @property
+    def all_ok(self) -> bool:
+        return bool(self.ok.all())
+
+
+def filter_masks(cols: Gathered, *, on_demand: bool, spot: bool, need: int | None) -> FilterMasks:
+    """Sort the rows: not cached, interrupted, wrong capacity type, no GPUs, too full, ok.
+
+    ``need`` is the MiB per vGPU of the pod's simple shape (``cols.free`` then
+    holds each row's ``count``-th largest free MiB), None for a pod without GPUs.
+    """
+    known = cols.known
+    if on_demand:
+        wrong = cols.spot
+    elif spot:
+        wrong = ~cols.spot
+    else:
+        wrong = np.zeros_like(known)
+    interrupted = known & cols.interrupted
+    eligible = known & ~cols.interrupted & ~wrong
+    nothing = np.zeros_like(known)
+    ok, no_gpus, full, too_small, too_few = eligible, nothing, nothing, nothing, nothing
+    if need is not None and cols.free is not None and cols.card_mem is not None:
+        gpu = eligible & cols.has_gpu
+        ok = gpu & (cols.free >= need)
+        no_gpus = eligible & ~cols.has_gpu
+        refused = gpu & ~ok
+        too_small = refused & (cols.top_card < need)
+        empty_fits = cols.card_mem >= need
+        full = refused & ~too_small & empty_fits
+        too_few = refused & ~too_small & ~empty_fits
+    return FilterMasks(
+        ok=ok,
+        not_cached=~known,
+        wrong_type=known & ~cols.interrupted & wrong,
+        no_gpus=no_gpus,
+        full=full,
+        too_small=too_small,
+        too_few=too_few,
+        interrupted=interrupted,
+    )
+
+
+def pick(names: list[str], mask: np.ndarray) -> list[str]:
+    """The names where ``mask`` is set, in input order."""
+    return [names[i] for i in np.flatnonzero(mask).tolist()]
+
+
+def pick_by(names: list[str], mask: np.ndarray, values: np.ndarray) -> dict[int, list[str]]:
+    """The names where ``mask`` is set, grouped by their ``values`` (e.g. card size)."""
+    groups: dict[int, list[str]] = {}
+    for i, value in zip(np.flatnonzero(mask).tolist(), values[mask].tolist(), strict=True):
+        groups.setdefault(value, []).append(names[i])
+    return groups
 
 
 def vector_scores(

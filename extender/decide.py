@@ -29,8 +29,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from extender.columns import K, vector_scores
-from extender.state import ClusterState, NodeEntry
+from extender.columns import (
+    FilterMasks,
+    Gathered,
+    K,
+    filter_masks,
+    pick,
+    pick_by,
+    vector_scores,
+)
+from extender.state import NO_GPUS, ClusterState, NodeEntry
 from spotpack.gpu import ContainerKind, PreparedDemand, prepare
 from spotpack.gpu.fit import sure_load
 from spotpack.nodeview import NodeView
@@ -42,6 +50,8 @@ from spotpack.scoring.price import NEUTRAL
 from spotpack.vgpu.model import PodGPUDemand
 
 NOT_CACHED = "node is not in the extender's cache yet"
+NOT_SPOT_OK = "pod must not run on spot capacity and the node is spot"
+SPOT_ONLY = "pod requires spot capacity and the node is not spot"
 Row = tuple[float | None, float, float | None]
 """(GPU term or None, risk score, hourly price or None) of one candidate node."""
 
@@ -95,9 +105,9 @@ def capacity_problem(pod: PodView, view: NodeView) -> str | None:
     if view.interrupted:
         return f"node is being interrupted: {view.interrupted}"
     if pod.needs_on_demand and view.spot:
-        return "pod must not run on spot capacity and the node is spot"
+        return NOT_SPOT_OK
     if pod.needs_spot and not view.spot:
-        return "pod requires spot capacity and the node is not spot"
+        return SPOT_ONLY
     return None
 
 
@@ -107,13 +117,84 @@ def _surely_fits(entry: NodeEntry, prepared: PreparedDemand) -> bool:
 
 
 def filter_nodes(state: ClusterState, pod: PodView, names: list[str]) -> Verdicts:
-    """The filter verdict for every name (each name lands in exactly one bucket)."""
+    """The filter verdict for every name (each name lands in exactly one bucket).
+
+    CPU pods and the common vGPU shape are decided over the node columns in
+    one vector pass, which also sorts the failures into reasons shared by every
+    node in the same situation (not cached, wrong capacity type, no GPUs, cards
+    too small, full: see :func:`full_reason`); only interrupted nodes are
+    visited one by one, for the notice in their reason. Other shapes take the
+    per-card fit node by node, with each node's own figures in the reason.
+    """
+    shape: tuple[int, int] | None = None
+    if pod.demand.is_gpu_pod:
+        shape = simple_shape(prepared_demand(pod))
+        if shape is None or shape[0] > K:
+            return _loop_filter(state, pod, names)
+    columns = state.columns
+    with state.lock:
+        columns.sync(state.nodes)
+        cols = columns.gather(columns.row_list(names), shape[0] if shape else None)
+        masks = filter_masks(
+            cols, on_demand=pod.needs_on_demand, spot=pod.needs_spot, need=shape and shape[1]
+        )
+        if masks.all_ok:
+            return Verdicts(list(names), {}, {})
+        passed = pick(names, masks.ok)
+        failed = dict.fromkeys(pick(names, masks.not_cached), NOT_CACHED)
+        unresolvable = dict.fromkeys(
+            pick(names, masks.wrong_type), NOT_SPOT_OK if pod.needs_on_demand else SPOT_ONLY
+        )
+        unresolvable.update(dict.fromkeys(pick(names, masks.no_gpus), NO_GPUS.reason))
+        if shape is not None:
+            full, small = _full_reasons(names, masks, cols, shape)
+            failed.update(full)
+            unresolvable.update(small)
+        visit = pick(names, masks.interrupted)
+        slow = _loop_filter(state, pod, visit) if visit else Verdicts([], {}, {})
+    failed.update(slow.failed)
+    unresolvable.update(slow.unresolvable)
+    return Verdicts(passed, failed, unresolvable)
+
+
+def full_reason(count: int, need: int) -> str:
+    """Why a node with the pod's kind of cards cannot take it now (preemption may help).
+
+    One text for every such node, without the node's own figures: kube-scheduler
+    counts the reasons by text into the pod's FailedScheduling event, so 400
+    full nodes read "400 ... no card with 17000 MiB free", not 400 lines.
+    """
+    if count == 1:
+        return f"no card with {need} MiB free"
+    return f"needs {count} cards with {need} MiB free"
+
+
+def _full_reasons(
+    names: list[str], masks: FilterMasks, cols: Gathered, shape: tuple[int, int]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(failed, unresolvable) reasons of the GPU nodes that refuse the simple shape,
+    one text per situation (and card size), as the scheduler counts them."""
+    count, need = shape
+    failed = dict.fromkeys(pick(names, masks.full), full_reason(count, need))
+    unresolvable: dict[str, str] = {}
+    for size, group in pick_by(names, masks.too_small, cols.top_card).items():
+        text = f"needs {need} MiB per card, cards have {size} MiB"
+        unresolvable.update(dict.fromkeys(group, text))
+    unresolvable.update(
+        dict.fromkeys(
+            pick(names, masks.too_few),
+            f"{full_reason(count, need)} (not even with the node empty)",
+        )
+    )
+    return failed, unresolvable
+
+
+def _loop_filter(state: ClusterState, pod: PodView, names: list[str]) -> Verdicts:
+    """:func:`filter_nodes` node by node, with the reason for each node that fails."""
     passed: list[str] = []
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
     prepared = prepared_demand(pod) if pod.demand.is_gpu_pod else None
-    simple = simple_shape(prepared) if prepared is not None else None
-    k, need = (simple[0] - 1, simple[1]) if simple is not None else (0, 0)
     on_demand, spot = pod.needs_on_demand, pod.needs_spot
     nodes = state.nodes
     with state.lock:
@@ -126,16 +207,7 @@ def filter_nodes(state: ClusterState, pod: PodView, names: list[str]) -> Verdict
             if view.interrupted or (on_demand and view.spot) or (spot and not view.spot):
                 unresolvable[name] = capacity_problem(pod, view) or "capacity"
                 continue
-            if prepared is not None:
-                usage = entry.usage
-                if simple is not None and usage is not None:
-                    free = usage.free_desc
-                    if k < len(free) and free[k] >= need:
-                        passed.append(name)
-                        continue
-                elif _surely_fits(entry, prepared):
-                    passed.append(name)
-                    continue
+            if prepared is not None and not _surely_fits(entry, prepared):
                 result = state.fit_on(entry, prepared)
                 if not result.ok:
                     (unresolvable if result.unresolvable else failed)[name] = result.reason

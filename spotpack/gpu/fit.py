@@ -267,7 +267,11 @@ def _fits_empty(prepared: PreparedDemand, gpus: NodeGPUs) -> bool:
     hit = memo.get(id(prepared))
     if hit is not None and hit[0] is prepared:
         return hit[1]
-    fits = _fit(prepared, gpus, NodeUsage(gpus)).ok
+    empty = gpus.empty_usage
+    if not isinstance(empty, NodeUsage):  # first check on this node: build it once
+        empty = NodeUsage(gpus)
+        object.__setattr__(gpus, "empty_usage", empty)
+    fits = sure_load(prepared, gpus, empty) is not None or _fit(prepared, gpus, empty).ok
     if len(memo) >= MEMO_SIZE:
         memo.clear()
     memo[id(prepared)] = (prepared, fits)

@@ -133,6 +133,9 @@ class NodeGPUs:
     divisions done once per node instead of once per pod."""
     fit_memo: dict[int, tuple[object, bool]] = field(init=False, repr=False, compare=False)
     """Whether a prepared demand fits this node empty, kept by :mod:`spotpack.gpu.fit`."""
+    empty_usage: object = field(init=False, repr=False, compare=False)
+    """The usage of this node with nothing on it, built once on first need by
+    :mod:`spotpack.gpu.fit` (the "would preemption help" check of every new shape)."""
 
     def __post_init__(self) -> None:
         cards = self.cards
@@ -164,6 +167,7 @@ class NodeGPUs:
             ),
         )
         put(self, "fit_memo", {})
+        put(self, "empty_usage", None)
 
     @property
     def models(self) -> tuple[str, ...]:

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from extender.columns import NodeColumns
-from extender.decide import Weights, _loop_scores, prepared_demand, prioritize_scores
+from extender.decide import (
+    Weights,
+    _loop_filter,
+    _loop_scores,
+    filter_nodes,
+    prepared_demand,
+    prioritize_scores,
+)
 from extender.state import Claim, ClusterState
 from spotpack.gpu import pod_layout
 from spotpack.interruption import SPOTPACK_TAINT
@@ -28,8 +35,16 @@ CPU_POD: dict[str, Any] = {
 
 
 def scores(state: ClusterState, raw_pod: dict[str, Any], names: list[str]) -> list[int]:
-    """Vector scores, after checking they equal the loop's over the same state."""
+    """Vector scores, after checking they (and the filter) equal the loop's over the same state."""
     pod = pod_view(raw_pod, state.scheme)
+    vector_verdicts, loop_verdicts = (
+        filter_nodes(state, pod, names),
+        _loop_filter(state, pod, names),
+    )
+    assert vector_verdicts.passed == loop_verdicts.passed
+    # Same buckets; the vector pass words "full" reasons without per-node figures.
+    assert set(vector_verdicts.failed) == set(loop_verdicts.failed)
+    assert set(vector_verdicts.unresolvable) == set(loop_verdicts.unresolvable)
     vector, fragments = prioritize_scores(state, pod, names, WEIGHTS)
     loop, loop_fragments = _loop_scores(state, pod, names, WEIGHTS)
     assert vector == loop
@@ -49,20 +64,22 @@ def state() -> ClusterState:
     state.columns = NodeColumns(capacity=2)  # every test grows the arrays
     types = ["g5.xlarge", "g5.12xlarge", "p4d.24xlarge", "g4dn.xlarge", "unknown.type"]
     for i, itype in enumerate(types):
-        state.upsert_node(
-            gpu_node(f"n{i}", cards=1 + i % 4, spot=i % 2 == 0, instance_type=itype)
-        )
+        state.upsert_node(gpu_node(f"n{i}", cards=1 + i % 4, spot=i % 2 == 0, instance_type=itype))
+    cpu_node = gpu_node("cpu0", spot=False, instance_type="m5.xlarge")
+    del cpu_node["metadata"]["annotations"]["hami.io/node-nvidia-register"]
+    del cpu_node["status"]["allocatable"]["nvidia.com/gpu"]
+    state.upsert_node(cpu_node)
     return state
 
 
-NAMES = ["n0", "n1", "ghost", "n2", "n3", "n4"]
+NAMES = ["n0", "n1", "ghost", "n2", "n3", "n4", "cpu0"]
 
 
 def test_rows_grow_and_every_cached_name_gets_one(state: ClusterState) -> None:
     scores(state, gpu_pod("p", mem=4000), NAMES)
-    assert sorted(state.columns.rows) == ["n0", "n1", "n2", "n3", "n4"]
-    assert len(set(state.columns.rows.values())) == 5
-    assert len(state.columns.price) >= 5
+    assert sorted(state.columns.rows) == ["cpu0", "n0", "n1", "n2", "n3", "n4"]
+    assert len(set(state.columns.rows.values())) == 6
+    assert len(state.columns.price) >= 6
 
 
 def test_unknown_names_score_zero_and_get_no_fragment(state: ClusterState) -> None:
@@ -89,7 +106,49 @@ def test_deleted_node_scores_zero_and_its_row_is_reused(state: ClusterState) -> 
     state.upsert_node(gpu_node("n9", cards=2, spot=False, instance_type="g5.12xlarge"))
     result = scores(state, gpu_pod("p", mem=4000), ["n9", "n1", *NAMES])
     assert result[0] > 0 and result[1] == 0
-    assert len(state.columns.rows) == 5
+    assert len(state.columns.rows) == 6
+
+
+def test_refusals_share_one_reason_per_situation_as_the_scheduler_counts_them(
+    state: ClusterState,
+) -> None:
+    state.upsert_node(gpu_node("t4", mem=15360, model="Tesla T4", instance_type="g4dn.xlarge"))
+    for uid, node in (("u-0", "n0"), ("u-4", "n4")):
+        reserve(state, gpu_pod(uid, mem=20000, uid=uid), node)
+    names = [*NAMES, "t4"]
+    full = filter_nodes(state, pod_view(gpu_pod("p", mem=20000), state.scheme), names)
+    assert full.failed == {
+        "ghost": "node is not in the extender's cache yet",
+        "n0": "no card with 20000 MiB free",
+        "n4": "no card with 20000 MiB free",
+    }
+    assert full.unresolvable == {
+        "t4": "needs 20000 MiB per card, cards have 15360 MiB",
+        "cpu0": "node has no GPUs",
+    }
+    reserve(state, gpu_pod("u-1", mem=20000, uid="u-1"), "n1")  # one of its two cards
+    two = filter_nodes(state, pod_view(gpu_pod("q", mem=20000, count=2), state.scheme), names)
+    assert two.failed["n1"] == "needs 2 cards with 20000 MiB free"
+    assert two.unresolvable["n0"] == (
+        "needs 2 cards with 20000 MiB free (not even with the node empty)"
+    )
+
+
+@pytest.mark.parametrize("capacity", ["on-demand", "spot"])
+def test_filter_refuses_capacity_mismatches_and_full_cards_with_reasons(
+    state: ClusterState, capacity: str
+) -> None:
+    reserve(state, gpu_pod("big", mem=20000, uid="u-big"), "n0")
+    pod = gpu_pod("p", mem=20000, annotations={"spotpack.io/capacity-applied": capacity})
+    scores(state, pod, NAMES)  # vector and loop verdicts agree
+    verdicts = filter_nodes(state, pod_view(pod, state.scheme), NAMES)
+    assert verdicts.failed["ghost"] == "node is not in the extender's cache yet"
+    spot_nodes = {"n0", "n2", "n4"}
+    wrong = spot_nodes if capacity == "on-demand" else {"n1", "n3", "cpu0"}
+    assert wrong <= set(verdicts.unresolvable)
+    assert not wrong & set(verdicts.passed)
+    if capacity == "on-demand":
+        assert verdicts.unresolvable["cpu0"] == "node has no GPUs"
 
 
 def test_an_interruption_seen_lowers_the_score_of_nodes_of_that_type_and_zone(
