@@ -5,7 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-integration lint certs run webhook extender provisioner bench bench-webhook bench-extender bench-provisioner clean
+.PHONY: help install test test-unit test-integration lint certs run webhook extender provisioner image demo bench bench-webhook bench-extender bench-provisioner clean
+
+# The image deploy/ names: the version of pyproject.toml (a unit test keeps them equal).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= ghcr.io/spotpack/spotpack:$(VERSION)
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,16 +46,26 @@ certs: $(STAMP) ## CA + serving certificate into certs/out/
 certs/out/tls.crt:
 	$(MAKE) certs
 
-run: $(STAMP) certs/out/tls.crt ## the webhook over TLS on https://127.0.0.1:8443 (no cluster needed)
-	SPOTPACK_WEBHOOK_HOST=127.0.0.1 $(BIN)/spotpack webhook
+run: $(STAMP) ## webhook, extender, provisioner on an embedded cluster (or KUBECONFIG's); FLAGS="..." for spotpack run
+	$(BIN)/spotpack run $(FLAGS)
 
-webhook: run
+webhook: $(STAMP) certs/out/tls.crt ## the webhook alone over TLS on https://127.0.0.1:8443 (no cluster needed)
+	SPOTPACK_WEBHOOK_HOST=127.0.0.1 $(BIN)/spotpack webhook
 
 extender: $(STAMP) certs/out/tls.crt ## the extender over TLS on https://127.0.0.1:8444, embedded local cluster
 	SPOTPACK_EXTENDER_HOST=127.0.0.1 $(BIN)/spotpack extender --local
 
 provisioner: $(STAMP) ## the provisioner with the local provider on an embedded cluster
 	$(BIN)/spotpack provisioner --local
+
+image: ## build the container image deploy/ runs (IMAGE=..., PYTHON_IMAGE=... to pin a digest)
+	docker build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) -t $(IMAGE) .
+
+demo: $(STAMP) ## replay the shipped scenarios through the real services; reports in reports/
+	@mkdir -p reports
+	@for s in spark-etl llm-inference gpu-training; do \
+	  $(BIN)/spotpack simulate scenarios/$$s.yaml --report reports/$$s.html --json reports/$$s.json || exit $$?; \
+	done
 
 bench: bench-webhook bench-extender bench-provisioner ## every benchmark; each ends with one summary line
 

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "provisioner": ("provisioner.cli", "run the node provisioner"),
     "certs": ("spotpack.tls.cli", "generate the CA and serving certificates"),
     "catalog": ("spotpack.catalog.cli", "show, refresh or export the instance catalog"),
+    "run": ("spotpack.stack.cli", "run all three services on an embedded cluster (or KUBECONFIG)"),
+    "simulate": ("spotpack.simulate.cli", "replay a workload scenario and report cost vs baseline"),
 }
 """Subcommand -> (module providing ``add_parser`` and ``run``, one-line help)."""
 
