@@ -8,6 +8,8 @@ both acting: on stop the loop ends first, then the lease is released.
 
 HTTP (``/healthz``, ``/readyz``, ``/metrics``, ``/claims``) is a Flask app on
 a werkzeug server thread: a few requests a minute from probes and Prometheus.
+With the local cloud only, ``POST /local/interruptions`` injects interruption
+notices (:mod:`provisioner.local_notices`): the local cloud has no other source.
 """
 
 from __future__ import annotations
@@ -168,6 +170,16 @@ def create_app(service: Service) -> Flask:
     def claims() -> Response:
         return jsonify(service.controller.describe())
 
+    if service.settings.cloud_name == "local":
+        from provisioner.local_notices import add_local_routes
+
+        add_local_routes(
+            app,
+            nodes=service.view.nodes,
+            submit=service.controller.submit,
+            acting=service.controller.acting,
+            window=service.controller.config.notice_window,
+        )
     app.extensions["spotpack"] = service
     return app
 

@@ -1,0 +1,67 @@
+"""``spotpack simulate`` with bad input: one line naming the file and the fix, exit 2, nothing started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spotpack.cli import main
+
+GOOD = {
+    "name": "tiny",
+    "duration": 60,
+    "workloads": [{"name": "w", "template": {"containers": [{"name": "c"}]}}],
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "words"),
+    [
+        ("name: [oops\n", [], "YAML syntax error"),
+        (
+            yaml.safe_dump({**GOOD, "duration": "soon"}),
+            [],
+            "duration: Input should be a valid number",
+        ),
+        (
+            yaml.safe_dump({**GOOD, "region": "mars-1"}),
+            [],
+            "region: 'mars-1' is not in the catalog",
+        ),
+        (
+            yaml.safe_dump({**GOOD, "zones": ["us-west-2a"]}),
+            [],
+            "zones: us-west-2a not in us-east-1",
+        ),
+        (yaml.safe_dump(GOOD), ["--report", "out.pdf"], "--report out.pdf: unsupported file type"),
+        (yaml.safe_dump(GOOD), ["--compression", "0"], "--compression must be"),
+    ],
+)
+def test_bad_input_is_one_line_and_nothing_starts(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    extra: list[str],
+    words: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(content)
+    workdir = tmp_path / "run"
+    code = main(["simulate", str(scenario), "--workdir", str(workdir), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("spotpack simulate: ") and words in err, err
+    if "--" not in words:
+        assert str(scenario) in err and "fix" in err
+    assert not workdir.exists()  # the stack never started
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", str(tmp_path / "nope.yaml"), "--workdir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.yaml: cannot read it" in err and "fix:" in err
