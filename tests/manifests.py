@@ -1,11 +1,15 @@
 """Load the kustomize trees under deploy/ and validate objects offline.
 
 A deliberately small stand-in for ``kustomize build`` so the manifests can be
-tested without the binary: it follows ``resources``, ``components`` and
-``patches`` (strategic-merge patches given by ``path``) and refuses every other
-kustomization feature, so what the tests see is what kustomize renders. A
-kustomization that starts using a transformer (namespace, labels, images, ...)
-must teach this module first, or the tests fail loudly.
+tested without the binary: it follows ``resources``, ``components``,
+``patches`` (strategic-merge patches given by ``path``) and
+``configMapGenerator`` (``envs``, ``files``, ``literals``, ``behavior``,
+``options.labels``/``annotations``; names get kustomize's content hash and
+every reference from a pod template is rewritten) and refuses every other
+kustomization feature, so what the tests see is what kustomize renders
+(test_deploy_install.py compares it with ``kubectl kustomize`` where kubectl is
+installed). A kustomization that starts using a transformer (namespace, labels,
+images, ...) must teach this module first, or the tests fail loudly.
 
 Validation uses the Kubernetes JSON schemas that the ``kubernetes-validate``
 package ships (one directory per Kubernetes minor version, with a ``-strict``
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,7 +45,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy"
 
 KUSTOMIZATION_FILE = "kustomization.yaml"
-SUPPORTED_KEYS = frozenset({"apiVersion", "kind", "resources", "components", "patches"})
+SUPPORTED_KEYS = frozenset(
+    {"apiVersion", "kind", "resources", "components", "patches", "configMapGenerator"}
+)
+GENERATOR_KEYS = frozenset(
+    {"name", "namespace", "behavior", "envs", "files", "literals", "options"}
+)
+GENERATOR_OPTION_KEYS = frozenset({"labels", "annotations"})
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 KINDS = {
     "Kustomization": "kustomize.config.k8s.io/v1beta1",
     "Component": "kustomize.config.k8s.io/v1alpha1",
@@ -65,6 +77,10 @@ class Tree:
     objects: list[Obj] = field(default_factory=list)
     files: set[Path] = field(default_factory=set)
     patches: list[Obj] = field(default_factory=list)
+    generators: list[tuple[str, Obj]] = field(default_factory=list)
+    """(behavior, ConfigMap) of a Component, applied to the parent like its patches."""
+    generated: set[tuple[str, str]] = field(default_factory=set)
+    """(namespace, name) of the ConfigMaps generators made: hashed at the end of render()."""
 
 
 # --------------------------------------------------------------------------- YAML
@@ -117,6 +133,7 @@ def _identity(obj: Obj) -> tuple[str, str, str]:
 def render(directory: Path) -> Tree:
     """Render the kustomization in ``directory`` (recursively) like ``kustomize build``."""
     tree = _build(directory.resolve(), "Kustomization")
+    _hash_generated_names(tree)
     seen: set[tuple[str, str, str]] = set()
     for obj in tree.objects:
         ident = _identity(obj)
@@ -135,6 +152,7 @@ def _build(directory: Path, kind: str) -> Tree:
             sub = _build(path, "Kustomization")
             tree.objects.extend(sub.objects)
             tree.files |= sub.files
+            tree.generated |= sub.generated
         else:
             tree.objects.extend(load_yaml_documents(path))
             tree.files.add(path)
@@ -142,8 +160,16 @@ def _build(directory: Path, kind: str) -> Tree:
         component = _build(_entry_path(directory, entry), "Component")
         tree.objects.extend(component.objects)
         tree.files |= component.files
+        tree.generated |= component.generated
+        for behavior, config_map in component.generators:
+            _add_generated(tree, behavior, config_map)
         for patch in component.patches:
             tree.objects = apply_patch(tree.objects, patch)
+    for behavior, config_map in _generators(directory, kustomization, tree):
+        if kind == "Component":
+            tree.generators.append((behavior, config_map))
+        else:
+            _add_generated(tree, behavior, config_map)
     own_patches = []
     for path in _patch_paths(directory, kustomization):
         tree.files.add(path)
@@ -154,6 +180,174 @@ def _build(directory: Path, kind: str) -> Tree:
         for patch in own_patches:
             tree.objects = apply_patch(tree.objects, patch)
     return tree
+
+
+# --------------------------------------------------------------------------- generators
+
+
+def _generators(directory: Path, kustomization: Obj, tree: Tree) -> list[tuple[str, Obj]]:
+    """The ConfigMaps ``configMapGenerator`` describes, with their behavior (unhashed names)."""
+    found = []
+    for spec in kustomization.get("configMapGenerator", []):
+        unknown = set(spec) - GENERATOR_KEYS
+        options = spec.get("options") or {}
+        unknown |= {f"options.{k}" for k in set(options) - GENERATOR_OPTION_KEYS}
+        if unknown:
+            raise KustomizeError(f"{directory}: unsupported configMapGenerator keys {unknown}")
+        behavior = spec.get("behavior", "create")
+        if behavior not in ("create", "merge", "replace"):
+            raise KustomizeError(f"{directory}: unknown behavior {behavior!r}")
+        data: dict[str, str] = {}
+        for entry in spec.get("envs", []):
+            path = _entry_path(directory, entry)
+            tree.files.add(path)
+            data.update(parse_env_file(path))
+        for entry in spec.get("files", []):
+            key, sep, name = entry.partition("=")
+            path = _entry_path(directory, name if sep else key)
+            tree.files.add(path)
+            data[key if sep else path.name] = path.read_text(encoding="utf-8")
+        for literal in spec.get("literals", []):
+            key, sep, value = literal.partition("=")
+            if not sep:
+                raise KustomizeError(f"{directory}: literal {literal!r} has no '='")
+            data[key] = value
+        metadata: Obj = {"name": spec["name"]}
+        if spec.get("namespace"):
+            metadata["namespace"] = spec["namespace"]
+        for key in ("labels", "annotations"):
+            if options.get(key):
+                metadata[key] = dict(options[key])
+        found.append(
+            (
+                behavior,
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data},
+            )
+        )
+    return found
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """kustomize's env-file rules: ``KEY=VALUE`` per line, the value taken verbatim (no
+    quotes, trailing blanks kept), leading blanks and ``#`` comment lines skipped.
+
+    A line without ``=`` makes kustomize read the variable from its own
+    environment; that would make the rendering depend on the machine, so it is
+    an error here.
+    """
+    pairs: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise KustomizeError(f"{path}:{number}: no '=' (kustomize would read ${key})")
+        if not _ENV_NAME.fullmatch(key):
+            raise KustomizeError(f"{path}:{number}: {key!r} is not a valid variable name")
+        pairs[key] = value
+    return pairs
+
+
+def _add_generated(tree: Tree, behavior: str, config_map: Obj) -> None:
+    meta = config_map["metadata"]
+    ident = (meta.get("namespace", ""), meta["name"])
+    existing = [
+        i
+        for i, o in enumerate(tree.objects)
+        if o.get("kind") == "ConfigMap" and _identity(o)[1:] == ident
+    ]
+    if behavior == "create":
+        if existing:
+            raise KustomizeError(f"ConfigMap {ident} is generated twice (use behavior: merge)")
+        tree.objects.append(config_map)
+        tree.generated.add(ident)
+        return
+    if not existing or ident not in tree.generated:
+        raise KustomizeError(f"behavior {behavior}: no generated ConfigMap {ident} to change")
+    current = tree.objects[existing[0]]
+    merged = copy.deepcopy(current)
+    for key in ("labels", "annotations"):
+        if key in meta:
+            merged["metadata"][key] = {**merged["metadata"].get(key, {}), **meta[key]}
+    base = merged.get("data", {}) if behavior == "merge" else {}
+    merged["data"] = {**base, **config_map["data"]}
+    tree.objects[existing[0]] = merged
+
+
+def kustomize_hash(config_map: Obj) -> str:
+    """The suffix kustomize appends to a generated ConfigMap's name (api/hasher, v5).
+
+    sha256 of Go's ``json.Marshal`` of ``{"data", "kind", "name"}`` (keys sorted,
+    no spaces, ``<>&`` escaped), first ten hex digits, with 0 1 3 a e replaced
+    by g h k m t. ``name`` is always empty: kustomize v5 looks the name up as a
+    single field called ``metadata/name``, which never exists, so only the data
+    counts (checked against ``kubectl kustomize`` in test_deploy_install.py).
+    """
+    encoded = json.dumps(
+        {"data": config_map.get("data") or {}, "kind": "ConfigMap", "name": ""},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    for char, escape in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        encoded = encoded.replace(char, escape)
+    digest = hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:10]
+    return digest.translate(str.maketrans("013ae", "ghkmt"))
+
+
+def _hash_generated_names(tree: Tree) -> None:
+    """Append the hash to every generated ConfigMap and point the references at it."""
+    renamed: dict[tuple[str, str], str] = {}
+    for obj in tree.objects:
+        ident = _identity(obj)
+        if obj.get("kind") == "ConfigMap" and ident[1:] in tree.generated:
+            new_name = f"{ident[2]}-{kustomize_hash(obj)}"
+            obj["metadata"]["name"] = new_name
+            renamed[ident[1:]] = new_name
+    for obj in tree.objects:
+        namespace = obj.get("metadata", {}).get("namespace", "")
+        for spec in pod_specs(obj):
+            for ref in _config_map_refs(spec):
+                new_name = renamed.get((namespace, ref.get("name", "")))
+                if new_name:
+                    ref["name"] = new_name
+
+
+def pod_specs(obj: Obj) -> list[Obj]:
+    """The pod spec(s) inside a workload object (Pod, Deployment, Job, CronJob, ...)."""
+    kind, spec = obj.get("kind"), obj.get("spec") or {}
+    if kind == "Pod":
+        return [spec]
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        return [spec["template"]["spec"]]
+    if kind == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    return []
+
+
+def _config_map_refs(spec: Obj) -> Iterator[Obj]:
+    """Every ``{name: ...}`` that names a ConfigMap in a pod spec (kustomize's nameReference)."""
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            yield volume["configMap"]
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "configMap" in source:
+                yield source["configMap"]
+    for ctr in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+        for source in ctr.get("envFrom") or []:
+            if "configMapRef" in source:
+                yield source["configMapRef"]
+        for env in ctr.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("configMapKeyRef")
+            if ref is not None:
+                yield ref
 
 
 def _patch_paths(directory: Path, kustomization: Obj) -> list[Path]:
@@ -170,7 +364,8 @@ def strategic_merge(base: Any, patch: Any) -> Any:
 
     Mappings merge key by key (``null`` deletes); lists of mappings that all
     carry ``name`` merge by name (the patch merge key of containers, volumes,
-    env, webhooks, ...); any other value is replaced.
+    env, webhooks, ...), in kustomize's order (the patch's items first, then the
+    rest); any other value is replaced.
     """
     if isinstance(base, dict) and isinstance(patch, dict):
         merged = dict(base)
@@ -183,15 +378,17 @@ def strategic_merge(base: Any, patch: Any) -> Any:
                 merged[key] = copy.deepcopy(value)
         return merged
     if _named_list(base) and _named_list(patch):
-        merged_list = list(base)
-        index = {item["name"]: i for i, item in enumerate(merged_list)}
-        for item in patch:
-            if item["name"] in index:
-                i = index[item["name"]]
-                merged_list[i] = strategic_merge(merged_list[i], item)
-            else:
-                merged_list.append(copy.deepcopy(item))
-        return merged_list
+        # kustomize's order: the patch's items first (merged with the base item of
+        # the same name), then the base items the patch does not name.
+        by_name = {item["name"]: item for item in base}
+        named = {item["name"] for item in patch}
+        merged_list = [
+            strategic_merge(by_name[item["name"]], item)
+            if item["name"] in by_name
+            else copy.deepcopy(item)
+            for item in patch
+        ]
+        return merged_list + [copy.deepcopy(item) for item in base if item["name"] not in named]
     return copy.deepcopy(patch)
 
 
@@ -322,11 +519,76 @@ def iter_kind(objects: Iterable[Obj], kind: str) -> Iterator[Obj]:
     return (obj for obj in objects if obj.get("kind") == kind)
 
 
+_HASH_SUFFIX = "-[2456789bcdfghkmt]{10}"  # kustomize_hash's alphabet
+
+
 def find(objects: Iterable[Obj], kind: str, name: str) -> Obj:
-    """The one object of ``kind`` called ``name``; AssertionError otherwise."""
+    """The one object of ``kind`` called ``name``; AssertionError otherwise.
+
+    A generated ConfigMap is found by the name its generator gives (without the
+    hash suffix kustomize appends).
+    """
+    objects = list(objects)
     found = [o for o in iter_kind(objects, kind) if o["metadata"].get("name") == name]
+    if not found and kind == "ConfigMap":
+        pattern = re.compile(re.escape(name) + _HASH_SUFFIX)
+        found = [o for o in iter_kind(objects, kind) if pattern.fullmatch(o["metadata"]["name"])]
     assert len(found) == 1, f"expected one {kind} {name!r}, found {len(found)}"
     return found[0]
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def container_env(objects: Iterable[Obj], namespace: str, ctr: Obj) -> dict[str, str]:
+    """The environment a container starts with, as the kubelet builds it.
+
+    ``envFrom`` first (in order, later sources winning), then ``env`` (winning
+    over ``envFrom``). ConfigMap values are looked up in ``objects`` (in
+    ``namespace``); what only exists at run time is a marker:
+    ``<fieldRef metadata.name>``, ``<secret NAME KEY>``, ``<resource ...>``. A
+    ConfigMap or key that is not rendered (and not optional) is an
+    AssertionError: the pod would not start.
+    """
+    objects = list(objects)
+
+    def config_map(name: str) -> dict[str, str]:
+        found = [
+            o
+            for o in iter_kind(objects, "ConfigMap")
+            if o["metadata"]["name"] == name and o["metadata"].get("namespace", "") == namespace
+        ]
+        assert len(found) == 1, f"ConfigMap {namespace}/{name} is not rendered"
+        return dict(found[0].get("data") or {})
+
+    env: dict[str, str] = {}
+    for source in ctr.get("envFrom") or []:
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            env.update(
+                {prefix + k: v for k, v in config_map(source["configMapRef"]["name"]).items()}
+            )
+        elif "secretRef" in source:
+            env[f"{prefix}<secret {source['secretRef']['name']}>"] = "<secret>"
+    for entry in ctr.get("env") or []:
+        name, source = entry["name"], entry.get("valueFrom") or {}
+        if "value" in entry or not source:
+            env[name] = str(entry.get("value", ""))
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            data = config_map(ref["name"])
+            if ref["key"] in data:
+                env[name] = data[ref["key"]]
+            else:
+                assert ref.get("optional"), f"{name}: {ref['name']} has no key {ref['key']}"
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            env[name] = f"<secret {ref['name']} {ref['key']}>"
+        elif "fieldRef" in source:
+            env[name] = f"<fieldRef {source['fieldRef']['fieldPath']}>"
+        else:
+            env[name] = f"<resource {source['resourceFieldRef']['resource']}>"
+    return env
 
 
 # --------------------------------------------------------------------------- RBAC

@@ -46,6 +46,13 @@ _TYPES = (
     ResourceType("secrets", "Secret", namespaced=True),
     ResourceType("services", "Service", namespaced=True, short_names=("svc",), has_status=True),
     ResourceType("leases", "Lease", namespaced=True, group="coordination.k8s.io"),
+    # `spotpack certs --kube-secret ... --patch-webhook` writes caBundle into ours.
+    ResourceType(
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        namespaced=False,
+        group="admissionregistration.k8s.io",
+    ),
 )
 
 RESOURCES: dict[str, ResourceType] = {t.plural: t for t in _TYPES}

@@ -242,6 +242,128 @@ def verify_issued_by(cert_path: Path | str, ca_path: Path | str) -> None:
         ) from exc
 
 
+# --------------------------------------------------------------------------- in memory
+#
+# The same CA and serving certificates for callers that keep them elsewhere than
+# in files (``spotpack certs --kube-secret`` stores them in Kubernetes Secrets):
+# PEM bytes in, PEM bytes out, nothing written.
+
+
+@dataclass(frozen=True)
+class PemPair:
+    """A certificate and its private key, both PEM."""
+
+    cert: bytes
+    key: bytes
+
+
+def new_ca_pem(now: dt.datetime | None = None) -> PemPair:
+    """A new private CA (as :func:`generate` makes), as PEM bytes."""
+    cert, key = _new_ca(now or dt.datetime.now(dt.UTC))
+    return PemPair(_cert_pem(cert), _key_pem(key))
+
+
+def parse_ca_pem(pair: PemPair, where: str) -> tuple[x509.Certificate, PrivateKey]:
+    """The CA pair from PEM bytes, refusing a non-CA or a key of another certificate.
+
+    ``where`` names the source (a Secret) in the error, so the message says what
+    to fix.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(pair.cert)
+        key = serialization.load_pem_private_key(pair.key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CertificateError(
+            f"{where} does not hold a PEM CA certificate and key ({exc})"
+        ) from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CertificateError(f"{where} holds a {type(key).__name__} CA key, not an EC key")
+    if not _same_public_key(cert, key):
+        raise CertificateError(f"{where}: the CA key does not belong to the CA certificate")
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise CertificateError(f"{where}: the certificate is not a CA (basicConstraints)")
+    return cert, key
+
+
+def issue_serving_pem(
+    ca: PemPair,
+    *,
+    dns_names: Sequence[str],
+    days: int = SERVING_VALIDITY_DAYS,
+    now: dt.datetime | None = None,
+    where: str = "the CA",
+) -> PemPair:
+    """A serving certificate for ``dns_names`` (plus loopback) signed by ``ca``, as PEM."""
+    if days < 1:
+        raise CertificateError(f"serving certificate validity must be >= 1 day, got {days}")
+    moment = now or dt.datetime.now(dt.UTC)
+    ca_cert, ca_key = parse_ca_pem(ca, where)
+    not_after = moment + dt.timedelta(days=days)
+    if ca_cert.not_valid_after_utc < not_after:
+        raise CertificateError(
+            f"the CA in {where} expires on {ca_cert.not_valid_after_utc:%Y-%m-%d}, before the "
+            f"new serving certificate would ({not_after:%Y-%m-%d}); pass --new-ca or fewer --days"
+        )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _serving_cert(
+        key,
+        ca_cert,
+        ca_key,
+        dns_names=tuple(dict.fromkeys([*LOOPBACK_NAMES, *dns_names])),
+        ip_addresses=LOOPBACK_IPS,
+        now=moment,
+        not_after=not_after,
+    )
+    return PemPair(_cert_pem(cert), _key_pem(key))
+
+
+def serving_problem(
+    serving: PemPair,
+    ca_cert_pem: bytes,
+    *,
+    dns_names: Sequence[str],
+    renew_before: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> str | None:
+    """Why ``serving`` must be re-issued, or None when it is fine as it is.
+
+    Fine means: it parses, its key is its own, the CA signed it, every name in
+    ``dns_names`` is among its SANs and it is valid for longer than
+    ``renew_before``. Keeping a good certificate is what makes a repeated run
+    change nothing.
+    """
+    moment = now or dt.datetime.now(dt.UTC)
+    try:
+        cert = x509.load_pem_x509_certificate(serving.cert)
+        key = serialization.load_pem_private_key(serving.key, password=None)
+        ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    except (ValueError, TypeError) as exc:
+        return f"unreadable ({exc})"
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not _same_public_key(cert, key):
+        return "the key does not belong to the certificate"
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return "not issued by the current CA"
+    missing = set(dns_names) - _dns_sans(cert)
+    if missing:
+        return f"does not name {', '.join(sorted(missing))}"
+    left = cert.not_valid_after_utc - moment
+    return f"expires in {left.days} days" if left <= renew_before else None
+
+
+def _dns_sans(cert: x509.Certificate) -> set[str]:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return set(sans.get_values_for_type(x509.DNSName))
+
+
 def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never half.
 

@@ -3,6 +3,10 @@
 ``--print-ca-bundle`` only reads: it prints the base64 bundle of the CA already
 in ``--out`` and nothing else, so ``CA_BUNDLE=$(spotpack certs --print-ca-bundle)``
 is safe in scripts and never rotates anything as a side effect.
+
+``--kube-secret NAMESPACE/NAME`` keeps the certificates in Secrets instead of
+files and, with ``--patch-webhook``, writes the caBundle into the webhook
+configuration (:mod:`spotpack.tls.kube`); the install Job runs it that way.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from spotpack.errors import CertificateError
+from spotpack.errors import CertificateError, SpotpackError
 from spotpack.tls.certs import (
     DEFAULT_NAMESPACE,
     DEFAULT_OUT_DIR,
@@ -20,6 +24,15 @@ from spotpack.tls.certs import (
     IssuedCertificate,
     ca_bundle,
     generate,
+)
+from spotpack.tls.kube import (
+    DEFAULT_CA_SECRET,
+    DEFAULT_RENEW_BEFORE_DAYS,
+    KubeCertApi,
+    Outcome,
+    Request,
+    bootstrap,
+    parse_secret_ref,
 )
 
 
@@ -73,12 +86,52 @@ def add_parser(
         action="store_true",
         help="print only the base64 caBundle of the existing CA; writes nothing",
     )
+    kube = parser.add_argument_group(
+        "in the cluster",
+        "keep the certificates in Secrets (no files) and patch the webhook's caBundle",
+    )
+    kube.add_argument(
+        "--kube-secret",
+        metavar="NAMESPACE/NAME",
+        help="the serving certificate's Secret (kubernetes.io/tls, with ca.crt); "
+        "kept while valid, re-signed by the same CA when near expiry",
+    )
+    kube.add_argument(
+        "--ca-secret",
+        metavar="NAME",
+        default=DEFAULT_CA_SECRET,
+        help=f"the CA's own Secret, same namespace: reused, created when absent "
+        f"(default {DEFAULT_CA_SECRET})",
+    )
+    kube.add_argument(
+        "--patch-webhook",
+        metavar="NAME",
+        help="MutatingWebhookConfiguration whose caBundle is set to the CA",
+    )
+    kube.add_argument(
+        "--renew-days",
+        type=_positive_int,
+        metavar="DAYS",
+        default=DEFAULT_RENEW_BEFORE_DAYS,
+        help=f"renew a serving certificate with fewer days left (default "
+        f"{DEFAULT_RENEW_BEFORE_DAYS})",
+    )
+    kube.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for the webhook configuration to exist (default 0)",
+    )
+    kube.add_argument("--kubeconfig", help="kubeconfig (else in-cluster config, else KUBECONFIG)")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``spotpack certs``; 0 on success, 1 with a one-line error on stderr."""
+    if getattr(args, "kube_secret", None):
+        return _run_in_cluster(args)
     try:
         if args.print_ca_bundle:
             print(ca_bundle(args.out))
@@ -95,6 +148,65 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(_summary(issued))
     return 0
+
+
+def _run_in_cluster(args: argparse.Namespace) -> int:
+    """``--kube-secret``: Secrets and caBundle in the cluster; nothing written to disk."""
+    from spotpack.kube.config import load_api_client
+
+    if args.print_ca_bundle or args.out != DEFAULT_OUT_DIR:
+        print(
+            "spotpack certs: error: --kube-secret keeps certificates in Secrets; "
+            "leave out --out and --print-ca-bundle",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        namespace, name = parse_secret_ref(args.kube_secret)
+        request = Request(
+            namespace=namespace,
+            secret=name,
+            ca_secret=args.ca_secret,
+            webhook=args.patch_webhook,
+            services=tuple(args.services or ("spotpack-webhook",)),
+            days=args.days,
+            renew_before_days=args.renew_days,
+            new_ca=args.new_ca,
+            wait_seconds=max(0.0, args.wait),
+        )
+        api_client = load_api_client(args.kubeconfig)
+        try:
+            outcome = bootstrap(KubeCertApi(api_client), request)
+        finally:
+            api_client.close()
+    except SpotpackError as exc:
+        # Library messages (a YAML error in a kubeconfig) span lines; a Job log wants one.
+        print(f"spotpack certs: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(_kube_summary(request, outcome))
+    return 0
+
+
+def _kube_summary(req: Request, outcome: Outcome) -> str:
+    ca = "new CA" if outcome.ca_created else "reused CA"
+    serving = (
+        "kept (valid, names and CA match)"
+        if outcome.serving_reason is None
+        else f"issued ({outcome.serving_reason})"
+    )
+    if not req.webhook:
+        webhook = "not patched (no --patch-webhook)"
+    elif outcome.webhooks_patched:
+        webhook = f"caBundle set on {', '.join(outcome.webhooks_patched)}"
+    else:
+        webhook = "caBundle already current"
+    return "\n".join(
+        [
+            f"CA          Secret {req.namespace}/{req.ca_secret}: {ca}",
+            f"serving     Secret {req.namespace}/{req.secret}: {serving}",
+            f"webhook     {req.webhook or '-'}: {webhook}",
+        ]
+    )
 
 
 def _summary(issued: IssuedCertificate) -> str:

@@ -534,7 +534,8 @@ def test_discovery_for_the_client(api: Any, raw: Raw) -> None:
     assert [r.name for r in leases.resources] == ["leases"]
     status, groups = raw.json("GET", "/apis")
     assert status == 200
-    assert [g["name"] for g in groups["groups"]] == ["coordination.k8s.io"]
+    assert [g["name"] for g in groups["groups"]] == [
+        "coordination.k8s.io", "admissionregistration.k8s.io"]
     assert raw.json("GET", "/api")[1]["versions"] == ["v1"]
     assert raw.request("GET", "/healthz")[2] == b"ok"
 

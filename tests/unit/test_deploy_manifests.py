@@ -68,6 +68,8 @@ EXPECTED_ENV = {
     "SPOTPACK_WEBHOOK_LOG_FORMAT": "json",
 }
 LABEL_SCHEMES = {"karpenter", "eks", "gke", "aks"}
+# Webhook settings that deploy/values/spotpack.env sets (test_deploy_install.py checks them).
+VALUES_SETTINGS = {"SPOTPACK_WEBHOOK_ROLE_CAPACITY", "SPOTPACK_WEBHOOK_PREFERRED_WEIGHT"}
 
 # The intent of the GPU matchCondition, stated once in Python.
 GPU_EXACT_KEYS = frozenset(
@@ -221,17 +223,18 @@ def check_container_contract(objs: list[Obj]) -> None:
     assert [(p.get("name"), p["containerPort"]) for p in ctr["ports"]] == [
         ("https", CONTAINER_PORT)
     ]
-    env = {e["name"]: e for e in ctr["env"]}
-    plain = {name: e["value"] for name, e in env.items() if "value" in e}
-    assert plain == EXPECTED_ENV
-    assert plain["SPOTPACK_WEBHOOK_LABEL_SCHEME"] in LABEL_SCHEMES
-    assert int(plain["SPOTPACK_WEBHOOK_PORT"]) == CONTAINER_PORT
-    own = env["SPOTPACK_WEBHOOK_OWN_NAMESPACE"]
-    assert own == {
-        "name": "SPOTPACK_WEBHOOK_OWN_NAMESPACE",
-        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-    }
-    assert set(env) == set(EXPECTED_ENV) | {"SPOTPACK_WEBHOOK_OWN_NAMESPACE"}
+    # As the container sees it: deploy/values (envFrom, shared keys) resolved.
+    env = m.container_env(objs, NS, ctr)
+    assert {name: env.get(name) for name in EXPECTED_ENV} == EXPECTED_ENV
+    assert env["SPOTPACK_WEBHOOK_LABEL_SCHEME"] in LABEL_SCHEMES
+    assert int(env["SPOTPACK_WEBHOOK_PORT"]) == CONTAINER_PORT
+    assert env["SPOTPACK_WEBHOOK_OWN_NAMESPACE"] == "<fieldRef metadata.namespace>"
+    unexpected = {
+        name
+        for name in env
+        if name.startswith("SPOTPACK_WEBHOOK_") and name not in EXPECTED_ENV
+    } - {"SPOTPACK_WEBHOOK_OWN_NAMESPACE", *VALUES_SETTINGS}
+    assert not unexpected, f"not a setting the manifests expect: {unexpected}"
     assert ctr["resources"] == {
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "256Mi"},
@@ -398,12 +401,19 @@ def check_webhook_config(objs: list[Obj]) -> None:
 
 @check
 def check_ca_bundle(objs: list[Obj]) -> None:
+    """No caBundle, or a base64 PEM certificate (an overlay's own, cabundle-patch.yaml.example).
+
+    The shipped manifests carry none: the install Job, cert-manager's cainjector
+    or the user's patch sets it, and a value here would be put back by every apply.
+    """
     for w in mwc(objs)["webhooks"]:
+        if "caBundle" not in w["clientConfig"]:
+            continue
         try:
             decoded = base64.b64decode(w["clientConfig"]["caBundle"], validate=True)
-        except (KeyError, binascii.Error) as exc:
+        except binascii.Error as exc:
             raise AssertionError(f"{w['name']}: caBundle is not base64") from exc
-        assert decoded, w["name"]
+        assert b"-----BEGIN CERTIFICATE-----" in decoded, w["name"]
 
 
 @check
@@ -837,9 +847,16 @@ def test_cached_validator_agrees_with_kubernetes_validate() -> None:
 
 
 def test_every_manifest_file_is_reachable() -> None:
-    reached = set().union(*(m.render(p).files for p in ENTRY_POINTS.values()))
+    overlays = sorted(p for p in (m.DEPLOY_DIR / "overlays").iterdir() if p.is_dir())
+    reached = set().union(*(m.render(p).files for p in [m.DEPLOY_DIR, *overlays]))
     # deploy/examples seeds the local in-memory cluster; it is not installed.
-    on_disk = {p.resolve() for p in m.DEPLOY_DIR.rglob("*.yaml") if "examples" not in p.parts}
+    # deploy/values: the files configMapGenerator reads.
+    on_disk = {
+        p.resolve()
+        for pattern in ("*.yaml", "*.env", "catalog.json")
+        for p in m.DEPLOY_DIR.rglob(pattern)
+        if "examples" not in p.parts
+    }
     assert on_disk - reached == set(), "manifests no kustomization lists"
     assert reached <= on_disk
 
@@ -850,7 +867,13 @@ def test_cert_manager_overlay_is_deploy_plus_the_component() -> None:
     def ident(obj: Obj) -> tuple[str, str]:
         return (obj["kind"], obj["metadata"]["name"])
 
-    plain, overlay = rendered(), rendered("overlays/cert-manager")
+    def from_cert_job(obj: Obj) -> bool:
+        return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "certs"
+
+    plain = [o for o in rendered() if not from_cert_job(o)]
+    overlay = rendered("overlays/cert-manager")
+    assert len(plain) < len(rendered()), "deploy/ has the cert Job, the overlay replaces it"
+    assert not [o for o in overlay if from_cert_job(o)]
     assert {ident(o) for o in plain} <= {ident(o) for o in overlay}
     extra = [o for o in overlay if ident(o) not in {ident(p) for p in plain}]
     assert {o["apiVersion"] for o in extra} == {"cert-manager.io/v1"}
@@ -898,7 +921,8 @@ def test_patch_must_hit_exactly_one_object() -> None:
         (
             {"l": [{"name": "x", "v": 1}, {"name": "y", "v": 2}]},
             {"l": [{"name": "y", "v": 3}, {"name": "z"}]},
-            {"l": [{"name": "x", "v": 1}, {"name": "y", "v": 3}, {"name": "z"}]},
+            # kustomize's order: the patch's items, then the rest of the base
+            {"l": [{"name": "y", "v": 3}, {"name": "z"}, {"name": "x", "v": 1}]},
         ),
         ({"l": [1, 2]}, {"l": [3]}, {"l": [3]}),
     ],
@@ -910,15 +934,11 @@ def test_strategic_merge(base: Obj, patch: Obj, expected: Obj) -> None:
 # --------------------------------------------------------------------------- caBundle
 
 
-PLACEHOLDER_NOTE = b"deploy/README.md"
-
-
-def test_committed_ca_bundle_is_a_recognisable_placeholder() -> None:
-    bundles = {w["clientConfig"]["caBundle"] for w in mwc(rendered())["webhooks"]}
-    assert len(bundles) == 1
-    decoded = base64.b64decode(bundles.pop(), validate=True)
-    assert PLACEHOLDER_NOTE in decoded
-    assert b"BEGIN CERTIFICATE" not in decoded
+def test_no_ca_bundle_is_committed() -> None:
+    """`kubectl apply` sets every field a manifest names: a committed caBundle (even a
+    placeholder) would undo what the cert Job or cert-manager wrote into the cluster."""
+    for entry in ENTRY_POINTS:
+        assert all("caBundle" not in w["clientConfig"] for w in mwc(rendered(entry))["webhooks"])
 
 
 def test_ca_bundle_patch_example_fills_every_webhook() -> None:
@@ -941,7 +961,7 @@ def test_ca_bundle_patch_example_fills_every_webhook() -> None:
     def without_ca(config: Obj) -> Obj:
         config = copy.deepcopy(config)
         for w in config["webhooks"]:
-            w["clientConfig"].pop("caBundle")
+            w["clientConfig"].pop("caBundle", None)
         return config
 
     assert without_ca(patched) == without_ca(mwc(before)), "the patch changes only caBundle"

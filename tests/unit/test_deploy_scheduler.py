@@ -327,10 +327,9 @@ def container(objs: list[Obj], name: str) -> Obj:
 
 
 def env(objs: list[Obj]) -> dict[str, str]:
-    """The extender's plain env values (valueFrom entries are not expected)."""
-    entries = container(objs, EXTENDER).get("env") or []
-    assert all("value" in e and "valueFrom" not in e for e in entries), "plain values only"
-    return {e["name"]: e["value"] for e in entries}
+    """The extender's settings as the container sees them (deploy/values resolved)."""
+    values = m.container_env(objs, NS, container(objs, EXTENDER))
+    return {k: v for k, v in values.items() if k.startswith("SPOTPACK_EXTENDER_")}
 
 
 def scheduler_config(objs: list[Obj]) -> Obj:
@@ -667,7 +666,8 @@ def check_catalog(objs: list[Obj]) -> None:
     assert mounts[0].get("readOnly") is True
     assert "subPath" not in mounts[0] and "subPathExpr" not in mounts[0], "subPath never updates"
     source = volumes[mounts[0]["name"]].get("configMap") or {}
-    assert source.get("name") == CATALOG_MAP and not source.get("items")
+    catalog_map = m.find(objs, "ConfigMap", CATALOG_MAP)["metadata"]["name"]  # hashed name
+    assert source.get("name") == catalog_map and not source.get("items")
     assert not source.get("optional", False)
     data = m.find(objs, "ConfigMap", CATALOG_MAP)["data"]
     assert key in data, f"{CATALOG_MAP} has no {key}"
@@ -962,7 +962,7 @@ MUTATIONS: list[tuple[str, str, str, str, Any]] = [
     ("container-port", "extender_env", DEP, f"{EXT}.ports[0].containerPort", 9000),
     ("label-scheme", "extender_env", DEP, f"{ENV}[name=SPOTPACK_EXTENDER_LABEL_SCHEME].value", "azure"),
     ("text-logs", "extender_env", DEP, f"{ENV}[name=SPOTPACK_EXTENDER_LOG_FORMAT].value", "text"),
-    ("env-typo", "extender_env", DEP, f"{ENV}[name=SPOTPACK_EXTENDER_WEIGHT_GPU].name", "SPOTPACK_EXTENDER_WEIGHTGPU"),
+    ("env-typo", "extender_env", DEP, ENV, Append({"name": "SPOTPACK_EXTENDER_WEIGHTGPU", "value": "3"})),
     ("catalog-not-json", "catalog", f"ConfigMap/{CATALOG_MAP}", f'data["{CATALOG_KEY}"]', "{"),
     ("catalog-list", "catalog", f"ConfigMap/{CATALOG_MAP}", f'data["{CATALOG_KEY}"]', "[]"),
     ("catalog-moved", "catalog", DEP, f"{EXT}.volumeMounts[name=catalog].mountPath", "/catalog"),
