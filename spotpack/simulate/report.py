@@ -8,6 +8,7 @@ archived, or opened offline. Every number in it comes from :class:`Figures`.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -88,6 +89,16 @@ def _scale(values: Sequence[float], lo: float, hi: float, size: float, flip: boo
     return [size - v for v in out] if flip else out
 
 
+def nice_top(peak: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``peak`` (> 0): axis ticks at a
+    quarter of it read as round numbers (0, 0.5, 1, 1.5, 2 rather than 0.868, 1.74)."""
+    magnitude = 10 ** math.floor(math.log10(peak))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if step * magnitude >= peak * (1 - 1e-12):
+            return step * magnitude
+    return 10.0 * magnitude
+
+
 def svg_chart(
     title: str,
     t: Sequence[float],
@@ -99,8 +110,8 @@ def svg_chart(
 ) -> str:
     """A line chart as an inline ``<svg>``: axes, a few ticks, one polyline per series."""
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
-    all_values = [v for _, vs in lines for v in vs] or [0.0]
-    hi = 1.0 if percent else max(max(all_values) * 1.1, 1e-9)
+    all_values = [1e-9, *(v for _, vs in lines for v in vs)]
+    hi = 1.0 if percent else nice_top(max(all_values))
     t_hi = max(t[-1] if t else 1.0, 1e-9)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -112,7 +123,7 @@ def svg_chart(
     for i in range(5):
         v = hi * i / 4
         y = PAD + h - h * i / 4
-        label = f"{100 * v:.0f}%" if percent else f"{v:.3g}{unit}"
+        label = f"{100 * v:.0f}%" if percent else f"{v:g}{unit}"
         parts.append(
             f'<text x="{PAD - 4}" y="{y + 4:.1f}" class="tick" text-anchor="end">{label}</text>'
         )

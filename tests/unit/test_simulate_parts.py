@@ -23,7 +23,7 @@ from spotpack.simulate.observe import (
     pod_sample,
 )
 from spotpack.simulate.progress import ProgressBar, bar
-from spotpack.simulate.report import html_report, json_document, terminal_table
+from spotpack.simulate.report import html_report, json_document, nice_top, terminal_table
 from spotpack.simulate.scenario import Workload, parse_scenario
 from spotpack.simulate.scheduler import (
     Candidate,
@@ -422,3 +422,19 @@ def test_service_env_scales_timings_by_the_compression() -> None:
 )
 def test_interruption_probability_per_step(rate: float, step: float, want: float) -> None:
     assert interruption_probability(rate, step) == pytest.approx(want)
+
+
+@pytest.mark.parametrize(
+    ("peak", "top"),
+    [
+        (3.47, 5.0),
+        (2.0, 2.0),
+        (2.01, 2.5),
+        (0.868, 1.0),
+        (23.1, 25.0),
+        (0.0031, 0.005),
+        (7.0, 10.0),
+    ],
+)
+def test_chart_axis_tops_are_round_numbers(peak: float, top: float) -> None:
+    assert nice_top(peak) == pytest.approx(top)
