@@ -66,7 +66,7 @@ def banner(
     if not embedded and endpoints.provisioner_url:
         lines += [
             "",
-            "  note: the provisioner uses the local cloud: nodes it launches are Node objects",
+            "  note: --cloud local: nodes the provisioner launches here are Node objects",
             "  only (kwok-style); pass --cloud none to leave it out.",
         ]
     lines += ["", "Try next:", f"  kubectl --kubeconfig {kubeconfig} get nodes"]

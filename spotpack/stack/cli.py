@@ -25,7 +25,7 @@ from types import FrameType
 from spotpack.logs import configure_logging
 from spotpack.stack.banner import banner, find_examples
 from spotpack.stack.errors import ServiceError
-from spotpack.stack.settings import PORT_FLAGS, StackSettings
+from spotpack.stack.settings import PORT_FLAGS, Cloud, StackSettings
 from spotpack.stack.stack import Stack
 
 _CHECK_INTERVAL = 0.5
@@ -89,8 +89,11 @@ def add_parser(
     parser.add_argument(
         "--cloud",
         choices=["local", "none"],
-        default=defaults.cloud,
-        help="the provisioner's cloud; none leaves the provisioner out (default local)",
+        default=None,
+        help=(
+            "the provisioner's cloud; none leaves the provisioner out (default: local on the "
+            "embedded cluster, none with a kubeconfig, so a real cluster never gets fake nodes)"
+        ),
     )
     parser.add_argument("--no-provisioner", action="store_true", help="same as --cloud none")
     parser.add_argument(
@@ -120,9 +123,20 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         seed=tuple(args.seed) if args.seed else None,
         certs_dir=args.certs_dir,
         workdir=args.workdir,
-        cloud="none" if args.no_provisioner else args.cloud,
+        cloud=_cloud(args, embedded=kubeconfig is None),
         ready_timeout=args.ready_timeout,
     )
+
+
+def _cloud(args: argparse.Namespace, *, embedded: bool) -> Cloud:
+    """The local cloud writes kwok-style Node objects: only on the embedded cluster unless
+    asked for (a kind or kwok cluster), never by default on a cluster someone uses."""
+    if args.no_provisioner:
+        return "none"
+    if args.cloud is not None:
+        chosen: Cloud = args.cloud
+        return chosen
+    return "local" if embedded else "none"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -210,3 +210,11 @@ def test_flags_reach_the_settings() -> None:
     assert settings.api_port == 4
     assert settings.seed == (Path("a.yaml"), Path("b.yaml"))
     assert settings.cloud == "none"
+
+
+def test_a_given_cluster_gets_no_fake_nodes_unless_the_local_cloud_is_asked_for() -> None:
+    env = {"KUBECONFIG": "/a/kubeconfig"}
+    assert settings_from_args(parse(), env).cloud == "none"
+    assert settings_from_args(parse("--cloud", "local"), env).cloud == "local"
+    assert settings_from_args(parse(), {}).cloud == "local"
+    assert settings_from_args(parse("--embedded"), env).cloud == "local"
