@@ -13,7 +13,8 @@ so a real kwok controller adopts them and keeps them Ready.
 The Node is the instance: ``find`` and ``list_owned`` read nodes by label,
 ``terminate`` deletes them. Instance ids are ``local-<claim>``. With a
 ``registration_delay`` the instance is *pending* for that long (by the
-injected clock) and its Node is written on the first call after that
+injected clock) and its Node is written when a timer fires after that delay
+(a booting kubelet registers on its own), or on the first call after it
 (:meth:`LocalProvider.tick`, or any other method), which is how a slow
 kubelet looks to the loop. Pending launches live in memory only.
 
@@ -472,8 +473,23 @@ class LocalProvider:
             with self._lock:
                 self._pending[req.claim_id] = (now + self.registration_delay, manifest, pending)
             log.info("local instance pending", extra={"claim": req.claim_id, "type": itype.name})
+            self._boot(self.registration_delay.total_seconds())
             return pending
         return self._register(req.claim_id, manifest) or pending
+
+    def _boot(self, delay: float) -> None:
+        """Register the node after ``delay`` on its own, as a booting kubelet would, not only
+        when the provisioner next asks the cloud (a timer thread; with an injected clock
+        that has not moved on, its tick registers nothing and the next call does)."""
+        timer = threading.Timer(delay, self._tick_quietly)
+        timer.daemon = True
+        timer.start()
+
+    def _tick_quietly(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # an API error here is retried by the next find/list_owned/tick
+            log.warning("local node registration failed; retried later", exc_info=True)
 
     def tick(self) -> int:
         """Register the nodes whose delay has passed; returns how many."""

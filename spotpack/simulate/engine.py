@@ -109,10 +109,6 @@ def service_env(scenario: Scenario) -> dict[str, dict[str, str]]:
         "REPLAN_SECONDS": f"{max(real(30.0), 0.5):.3f}",
         "DRAIN_RETRY_SECONDS": "0.2",
         "REGISTRATION_TIMEOUT_SECONDS": "60",
-        # The loop lets the local cloud register its pending nodes only when it lists
-        # them (launch, adoption, garbage collection): a short GC interval keeps the
-        # registration delay close to what the scenario says.
-        "GC_INTERVAL_SECONDS": "0.25",
         "LOCAL_REGISTRATION_DELAY_SECONDS": f"{real(scenario.node_startup_seconds):.3f}",
         "EMPTY_NODE_DELAY_SECONDS": f"{real(scenario.scale_down_delay_seconds):.3f}",
         "NOTICE_WINDOW_SECONDS": f"{max(real(scenario.interruptions.warning_seconds), 0.05):.3f}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -169,6 +170,20 @@ def test_registration_delay_keeps_the_instance_pending(api: Any, catalog: Catalo
     assert registered.launched_at == T0
     assert [n.metadata.name for n in client.CoreV1Api(api).list_node().items] == [
         "local-claim-slow"
+    ]
+
+
+def test_a_pending_node_registers_on_its_own_after_the_delay(api: Any, catalog: Catalog) -> None:
+    """Like a booting kubelet: no call into the provider is needed for the Node to appear."""
+    provider = LocalProvider(api, registration_delay=0.2, catalog=catalog)
+    provider.launch(LaunchRequest.for_claim("claim-boot", [("m5.large", "us-east-1a")], "spot"))
+    assert client.CoreV1Api(api).list_node().items == []
+    deadline = time.monotonic() + 10
+    while not client.CoreV1Api(api).list_node().items:
+        assert time.monotonic() < deadline, "the node never registered"
+        time.sleep(0.05)
+    assert [n.metadata.name for n in client.CoreV1Api(api).list_node().items] == [
+        "local-claim-boot"
     ]
 
 
