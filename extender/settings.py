@@ -45,7 +45,6 @@ class ExtenderSettings(BaseSettings):
     reservation_ttl_seconds: float = Field(default=300.0, gt=0)
     bind_timeout_seconds: float = Field(default=5.0, gt=0)
     resync_seconds: float = Field(default=600.0, ge=0)
-    ready_timeout_seconds: float = Field(default=120.0, ge=0)
 
 
 def load_settings(**overrides: object) -> ExtenderSettings:

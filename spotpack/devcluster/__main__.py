@@ -1,7 +1,8 @@
 """``python -m spotpack.devcluster``: serve an in-memory cluster until interrupted.
 
-This is what ``make run`` starts: the services then read the kubeconfig it
-writes and cannot tell it from a (very small, very fast) real cluster.
+The benchmarks start it this way (``spotpack run`` embeds the same server in
+its own process): the services read the kubeconfig it writes and cannot tell
+it from a (very small, very fast) real cluster.
 """
 
 from __future__ import annotations
