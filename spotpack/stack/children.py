@@ -4,21 +4,25 @@ Each service runs in a new session (its own process group), so a Ctrl-C at the
 terminal reaches only ``spotpack run``, which then stops the children in order,
 and a gunicorn master and its workers are signalled together: SIGTERM to the
 group, SIGKILL to whatever is left after the timeout. Output goes to a log
-file per service; its tail is what a failure message shows.
+file per service; its tail is what a failure message shows. On Linux the
+kernel also sends each child SIGTERM if ``spotpack run`` itself dies (even
+killed with SIGKILL), so no service is left running without its supervisor.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import http.client
 import logging
 import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from spotpack.stack.plan import ServiceSpec
@@ -27,6 +31,33 @@ log = logging.getLogger(__name__)
 
 TAIL_LINES = 15
 _POLL = 0.1
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with(parent: int) -> Callable[[], None] | None:
+    """Linux: ask the kernel to send SIGTERM to the child when ``parent`` dies (even by
+    SIGKILL), so no service outlives a killed ``spotpack run``. Elsewhere: nothing.
+
+    Runs in the forked child before exec; it only calls ``prctl`` (already loaded)
+    and checks the parent did not die before the request took effect. The kernel
+    watches the *thread* that forked: start a stack from a thread that outlives it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 class Child:
@@ -58,6 +89,7 @@ class Child:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_terminate_with(os.getpid()),  # noqa: PLW1509 - prctl only
             )
         log.info("service started", extra={"service": spec.name, "pid": proc.pid})
         return cls(spec, proc, log_path)

@@ -242,6 +242,24 @@ def test_embedded_cluster_serves_all_three_and_stops_on_ctrl_c(
     assert "Traceback" not in run.stderr
 
 
+def test_services_stop_when_spotpack_run_is_killed(
+    tmp_path: Path, ports: dict[str, int], started: list[RunProcess]
+) -> None:
+    """SIGKILL gives ``spotpack run`` no chance to clean up: the kernel signals the
+    services (parent-death signal), and they stop on their own."""
+    run = RunProcess(run_args(ports, tmp_path, "--cloud", "none"), tmp_path)
+    started.append(run)
+    run.wait_ready()
+    groups = run.service_groups()
+    assert len(groups) == 2
+    run.proc.kill()
+    run.proc.wait(STOP_TIMEOUT)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while [g for g in groups if group_alive(g)]:
+        assert time.monotonic() < deadline, "services outlived a killed spotpack run"
+        time.sleep(0.1)
+
+
 def test_kubeconfig_mode_uses_that_cluster_and_reports_a_dead_service(
     tmp_path: Path, ports: dict[str, int], started: list[RunProcess]
 ) -> None:
