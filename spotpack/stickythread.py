@@ -17,6 +17,10 @@ worker stops being ``alive``. Connections also get ``TCP_NODELAY`` (gunicorn
 sends headers and body separately; Nagle would hold the body back): -25% at
 the median for a 12 KB answer.
 
+On a lingering connection, plain requests to the app's hot JSON endpoints
+skip gunicorn's request machinery (:mod:`spotpack.fastpath`); everything else
+is served by ``gthread`` as before.
+
 Use it as gunicorn's ``worker_class``
 ``"spotpack.stickythread.StickyThreadWorker"`` (what
 :func:`spotpack.serving.gunicorn_options` sets for ``worker_class="sticky"``).
@@ -31,6 +35,9 @@ import threading
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
+
+from spotpack.fastpath import serve_plain
+from spotpack.wsgi import JSONEndpoints
 
 LINGER = 0.5
 """Seconds a thread waits on its connection for the next request before handing it back."""
@@ -63,6 +70,10 @@ def _readable(conn: Any, timeout: float) -> bool:
 class StickyThreadWorker(ThreadWorker):  # type: ignore[misc]
     """``gthread`` where a pool thread keeps serving its keep-alive connection while it is busy."""
 
+    alive: bool
+    nr: int
+    max_requests: int
+
     def init_process(self) -> None:
         self._linger_lock = threading.Lock()
         self._lingering = 0
@@ -79,9 +90,19 @@ class StickyThreadWorker(ThreadWorker):  # type: ignore[misc]
         with self._linger_lock:
             self._lingering -= 1
 
+    def _endpoints(self) -> JSONEndpoints | None:
+        """The app's hot JSON endpoints, when it has them and access logs are off (the
+        fast path writes no access line)."""
+        app = getattr(self.wsgi, "wsgi_app", self.wsgi)
+        if isinstance(app, JSONEndpoints) and not self.cfg.accesslog:
+            return app
+        return None
+
     def handle(self, conn: Any) -> Any:
         """Serve one request as ``gthread`` does, then the next ones on this connection.
 
+        The next ones go through :func:`spotpack.fastpath.serve_plain` when they
+        are plain requests to the app's hot endpoints, else through ``gthread``.
         Returns what ``gthread``'s ``handle`` returns for the last request
         served: True hands a kept-alive connection back to the event loop,
         anything else closes or defers it as usual.
@@ -91,11 +112,25 @@ class StickyThreadWorker(ThreadWorker):  # type: ignore[misc]
         keep = super().handle(conn)
         if keep is not True or not self._may_linger():
             return keep
+        endpoints = self._endpoints()
         try:
             while keep is True and self.alive:
                 if not _buffered(conn) and not _readable(conn, LINGER):
                     break
-                keep = super().handle(conn)
+                keep = self._next(conn, endpoints)
         finally:
             self._done_lingering()
         return keep
+
+    def _next(self, conn: Any, endpoints: JSONEndpoints | None) -> Any:
+        if endpoints is not None:
+            try:
+                served = serve_plain(conn, endpoints, keep_open=self.alive)
+            except OSError:  # reset or broken pipe: the connection is gone
+                return False
+            if served is not None:
+                self.nr += 1
+                if self.nr >= self.max_requests:
+                    self.alive = False  # gunicorn's max_requests: recycle the worker
+                return served
+        return super().handle(conn)

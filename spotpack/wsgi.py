@@ -21,7 +21,7 @@ Rejected = Callable[[int, str, str], tuple[int, Any]]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def _status_line(code: int) -> str:
+def status_line(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase}"
 
 
@@ -53,15 +53,19 @@ class JSONEndpoints:
         self.max_body = max_body
         self.rejected = rejected
 
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        handler = self.handlers.get(environ.get("PATH_INFO", ""))
-        if handler is None:
-            return self.inner(environ, start_response)
-        body = read_body(environ, self.max_body)
+    def serves(self, path: str) -> bool:
+        return path in self.handlers
+
+    def answer(
+        self, method: str, path: str, body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """(status, headers, JSON bytes) for a request to one of our paths.
+
+        ``body`` is None when it was larger than ``max_body``. Shared by the WSGI
+        entry below and the keep-alive fast path of :mod:`spotpack.stickythread`.
+        """
         extra: list[tuple[str, str]] = []
-        if environ.get("REQUEST_METHOD") != "POST":
+        if method != "POST":
             status, payload = self.rejected(405, "MethodNotAllowed", "use POST")
             extra.append(("Allow", "POST"))
         elif body is None:
@@ -69,8 +73,18 @@ class JSONEndpoints:
                 413, "RequestEntityTooLarge", f"body exceeds {self.max_body} bytes"
             )
         else:
-            status, payload = handler(body)
+            status, payload = self.handlers[path](body)
         data = orjson.dumps(payload)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *extra]
-        start_response(_status_line(status), headers)
+        return status, headers, data
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in self.handlers:
+            return self.inner(environ, start_response)
+        body = read_body(environ, self.max_body)
+        status, headers, data = self.answer(environ.get("REQUEST_METHOD", ""), path, body)
+        start_response(status_line(status), headers)
         return [data]

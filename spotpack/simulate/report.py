@@ -92,7 +92,7 @@ def _scale(values: Sequence[float], lo: float, hi: float, size: float, flip: boo
 def nice_top(peak: float) -> float:
     """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``peak`` (> 0): axis ticks at a
     quarter of it read as round numbers (0, 0.5, 1, 1.5, 2 rather than 0.868, 1.74)."""
-    magnitude = 10 ** math.floor(math.log10(peak))
+    magnitude: float = 10.0 ** math.floor(math.log10(peak))
     for step in (1.0, 2.0, 2.5, 5.0, 10.0):
         if step * magnitude >= peak * (1 - 1e-12):
             return step * magnitude

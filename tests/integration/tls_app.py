@@ -12,6 +12,8 @@ import sys
 
 from flask import Flask, request
 
+from spotpack.wsgi import JSONEndpoints
+
 
 def create_app() -> Flask:
     """Answers with facts the tests assert on: worker pid and the client's port."""
@@ -29,6 +31,14 @@ def create_app() -> Flask:
     def healthz() -> str:
         return "ok"
 
+    def echo(body: bytes) -> tuple[int, dict[str, object]]:
+        """A hot JSON endpoint: says what it received (and which thread served it)."""
+        return 200, {"bytes": len(body), "head": body[:16].decode(errors="replace")}
+
+    def rejected(status: int, reason: str, message: str) -> tuple[int, dict[str, str]]:
+        return status, {"Error": f"{reason}: {message}"}
+
+    app.wsgi_app = JSONEndpoints(app.wsgi_app, {"/echo": echo}, 1024, rejected)  # type: ignore[method-assign]
     return app
 
 
