@@ -40,6 +40,8 @@ K = 16
 class Gathered:
     """The columns of the requested rows (copies: safe to use after the lock is gone)."""
 
+    idx: np.ndarray
+    """The row of each name (-1: not cached)."""
     known: np.ndarray
     """Whether the name is a cached node."""
     price: np.ndarray
@@ -58,51 +60,37 @@ class Gathered:
     """Each row's largest usable card, MiB (-1 without GPUs)."""
 
 
+# Columns of the float matrix (one row per node); flags are stored as 0.0 / 1.0.
+PRICE, RISK, FILL, INV_SLOTS, INV_MEM, HAS_GPU, SPOT, INTERRUPTED = range(8)
+_EMPTY_NUM = (np.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 class NodeColumns:
-    """Numbers per node in arrays indexed by row; ``rows`` maps node names to rows."""
+    """Numbers per node in two matrices indexed by row; ``rows`` maps node names to rows.
+
+    ``num`` holds the floats (see the column indices above) and ``ints`` the
+    free MiB of the ``K`` most free open cards then the MiB of the ``K`` largest
+    usable cards, so a read is two fancy-index copies, whatever the columns.
+    ``generation`` changes whenever a row is given to another node: row numbers
+    remembered across requests are valid only for the same generation.
+    """
 
     def __init__(self, capacity: int = 1024) -> None:
         self.rows: dict[str, int] = {}
-        self.fragments: list[tuple[bytes, ...] | None] = [None] * capacity
+        self.fragments: list[tuple[bytes, ...]] = [()] * capacity
         """Each row's ready ``{"Host", "Score"}`` JSON (see ``NodeEntry.priorities``)."""
+        self.generation = 0
         self._free_rows: list[int] = list(range(capacity - 1, -1, -1))
         self._dirty: set[str] = set()
-        self._allocate(capacity)
-
-    def _allocate(self, capacity: int) -> None:
-        self.price = np.full(capacity, np.nan)
-        self.risk = np.zeros(capacity)
-        self.has_gpu = np.zeros(capacity, dtype=bool)
-        self.fill = np.zeros(capacity)
-        self.inv_slots = np.zeros(capacity)
-        self.inv_mem = np.zeros(capacity)
-        self.free = np.full((capacity, K), -1, dtype=np.int64)
-        self.spot = np.zeros(capacity, dtype=bool)
-        self.interrupted = np.zeros(capacity, dtype=bool)
-        self.card_mem = np.full((capacity, K), -1, dtype=np.int64)
+        self.num = np.tile(np.array(_EMPTY_NUM), (capacity, 1))
+        self.ints = np.full((capacity, 2 * K), -1, dtype=np.int64)
 
     def _grow(self) -> None:
-        old = len(self.price)
-        kept = self._arrays()
-        self._allocate(old * 2)
-        for new, old_array in zip(self._arrays(), kept, strict=True):
-            new[:old] = old_array
-        self.fragments.extend([None] * old)
+        old = len(self.num)
+        self.num = np.vstack([self.num, np.tile(np.array(_EMPTY_NUM), (old, 1))])
+        self.ints = np.vstack([self.ints, np.full((old, 2 * K), -1, dtype=np.int64)])
+        self.fragments.extend([()] * old)
         self._free_rows.extend(range(old * 2 - 1, old - 1, -1))
-
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        return (
-            self.price,
-            self.risk,
-            self.has_gpu,
-            self.fill,
-            self.inv_slots,
-            self.inv_mem,
-            self.free,
-            self.spot,
-            self.interrupted,
-            self.card_mem,
-        )
 
     # --- writes (the state's lock held) ----------------------------------------------
 
@@ -126,18 +114,11 @@ class NodeColumns:
         row = self.rows.pop(name, None)
         if row is None:
             return
-        self._clear(row)
-        self.fragments[row] = None
+        self.num[row] = _EMPTY_NUM
+        self.ints[row] = -1
+        self.fragments[row] = ()
         self._free_rows.append(row)
-
-    def _clear(self, row: int) -> None:
-        self.price[row] = np.nan
-        self.risk[row] = 0.0
-        self.has_gpu[row] = False
-        self.fill[row] = self.inv_slots[row] = self.inv_mem[row] = 0.0
-        self.free[row] = -1
-        self.spot[row] = self.interrupted[row] = False
-        self.card_mem[row] = -1
+        self.generation += 1
 
     def _write(self, name: str, entry: NodeEntry) -> None:
         row = self.rows.get(name)
@@ -146,19 +127,22 @@ class NodeColumns:
                 self._grow()
             row = self._free_rows.pop()
             self.rows[name] = row
-        self._clear(row)
+            self.generation += 1
         self.fragments[row] = entry.priorities
-        self.price[row] = np.nan if entry.price is None else entry.price
-        self.risk[row] = entry.risk
-        self.spot[row] = entry.view.spot
-        self.interrupted[row] = bool(entry.view.interrupted)
+        values = list(_EMPTY_NUM)
+        values[PRICE] = np.nan if entry.price is None else entry.price
+        values[RISK] = entry.risk
+        values[SPOT] = float(entry.view.spot)
+        values[INTERRUPTED] = float(bool(entry.view.interrupted))
+        ints = self.ints[row]
+        ints[:] = -1
         usage, gpus = entry.usage, entry.view.gpus
         if usage is not None and gpus is not None:
-            self.has_gpu[row] = True
-            self.fill[row] = usage.fill
-            self.inv_slots[row], self.inv_mem[row] = gpus.inverse_totals[:2]
+            values[HAS_GPU] = 1.0
+            values[FILL] = usage.fill
+            values[INV_SLOTS], values[INV_MEM] = gpus.inverse_totals[:2]
             top = usage.free_desc[:K]
-            self.free[row, : len(top)] = top
+            ints[: len(top)] = top
             usable = sorted(
                 (
                     mem
@@ -167,33 +151,38 @@ class NodeColumns:
                 ),
                 reverse=True,
             )[:K]
-            self.card_mem[row, : len(usable)] = usable
+            ints[K : K + len(usable)] = usable
+        self.num[row] = values
 
     # --- reads (the state's lock held) ------------------------------------------------
 
-    def row_list(self, names: Iterable[str]) -> list[int]:
+    def index(self, names: Iterable[str]) -> np.ndarray:
         """The row of each name, -1 for names not cached."""
         get = self.rows.get
-        return [get(name, -1) for name in names]
+        return np.array([get(name, -1) for name in names], dtype=np.int64)
 
-    def gather(self, rows: list[int], count: int | None) -> Gathered:
+    def gather(self, idx: np.ndarray, count: int | None) -> Gathered:
         """Copies of the rows' columns; ``free`` at ``count - 1`` when ``count`` is given."""
-        idx = np.array(rows, dtype=np.int64)
         known = idx >= 0
         at = np.where(known, idx, 0)
+        num = self.num[at]
+        k = (count or 1) - 1
+        ints = self.ints[at[:, None], np.array([k, K + k, K])]
+        has_gpu = (num[:, HAS_GPU] > 0) & known
         return Gathered(
+            idx=idx,
             known=known,
-            price=self.price[at],
-            risk=self.risk[at],
-            has_gpu=self.has_gpu[at] & known,
-            fill=self.fill[at],
-            inv_slots=self.inv_slots[at],
-            inv_mem=self.inv_mem[at],
-            free=self.free[at, count - 1] if count is not None else None,
-            spot=self.spot[at],
-            interrupted=self.interrupted[at],
-            card_mem=self.card_mem[at, count - 1] if count is not None else None,
-            top_card=self.card_mem[at, 0],
+            price=num[:, PRICE],
+            risk=num[:, RISK],
+            has_gpu=has_gpu,
+            fill=num[:, FILL],
+            inv_slots=num[:, INV_SLOTS],
+            inv_mem=num[:, INV_MEM],
+            free=ints[:, 0] if count is not None else None,
+            spot=num[:, SPOT] > 0,
+            interrupted=num[:, INTERRUPTED] > 0,
+            card_mem=ints[:, 1] if count is not None else None,
+            top_card=ints[:, 2],
         )
 
 
@@ -256,6 +245,38 @@ def filter_masks(cols: Gathered, *, on_demand: bool, spot: bool, need: int | Non
         too_few=too_few,
         interrupted=interrupted,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The nodes a pod passed filter with, kept for its prioritize call.
+
+    kube-scheduler sends prioritize the nodes that passed every filter, usually
+    exactly the names the extender passed: then their rows need no lookup again.
+    Valid while the columns' ``generation`` is the one recorded.
+    """
+
+    names: list[str]
+    rows: np.ndarray
+    generation: int
+
+
+def passed(cols: Gathered, names: list[str], mask: np.ndarray, generation: int) -> Candidates:
+    return Candidates(names, cols.idx[mask], generation)
+
+
+def rows_for(columns: NodeColumns, names: list[str], hint: Candidates | None) -> np.ndarray:
+    """The rows of ``names``: the filter's when the names are the ones it passed."""
+    if hint is not None and hint.generation == columns.generation and hint.names == names:
+        return hint.rows
+    return columns.index(names)
+
+
+def answer_parts(columns: NodeColumns, idx: np.ndarray, scores: list[int]) -> list[bytes | None]:
+    """Each row's JSON for its score (None for names not cached); under the state's lock."""
+    kept = columns.fragments
+    rows = idx.tolist()
+    return [kept[row][score] if row >= 0 else None for row, score in zip(rows, scores, strict=True)]
 
 
 def pick(names: list[str], mask: np.ndarray) -> list[str]:

@@ -26,18 +26,22 @@ test checks they answer what the core's general functions answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from extender.columns import (
+    Candidates,
     FilterMasks,
     Gathered,
     K,
+    answer_parts,
     filter_masks,
     pick,
     pick_by,
+    rows_for,
     vector_scores,
 )
+from extender.columns import passed as passed_candidates
 from extender.state import NO_GPUS, ClusterState, NodeEntry
 from spotpack.gpu import ContainerKind, PreparedDemand, prepare
 from spotpack.gpu.fit import sure_load
@@ -61,6 +65,8 @@ class Verdicts:
     passed: list[str]
     failed: dict[str, str]
     unresolvable: dict[str, str]
+    candidates: Candidates | None = None
+    """The passed nodes' rows, for the pod's prioritize call (vector path only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +140,13 @@ def filter_nodes(state: ClusterState, pod: PodView, names: list[str]) -> Verdict
     columns = state.columns
     with state.lock:
         columns.sync(state.nodes)
-        cols = columns.gather(columns.row_list(names), shape[0] if shape else None)
+        cols = columns.gather(columns.index(names), shape[0] if shape else None)
         masks = filter_masks(
             cols, on_demand=pod.needs_on_demand, spot=pod.needs_spot, need=shape and shape[1]
         )
+        candidates = passed_candidates(cols, names, masks.ok, columns.generation)
         if masks.all_ok:
-            return Verdicts(list(names), {}, {})
+            return Verdicts(list(names), {}, {}, candidates)
         passed = pick(names, masks.ok)
         failed = dict.fromkeys(pick(names, masks.not_cached), NOT_CACHED)
         unresolvable = dict.fromkeys(
@@ -154,7 +161,7 @@ def filter_nodes(state: ClusterState, pod: PodView, names: list[str]) -> Verdict
         slow = _loop_filter(state, pod, visit) if visit else Verdicts([], {}, {})
     failed.update(slow.failed)
     unresolvable.update(slow.unresolvable)
-    return Verdicts(passed, failed, unresolvable)
+    return Verdicts(passed, failed, unresolvable, replace(candidates, names=passed))
 
 
 def full_reason(count: int, need: int) -> str:
@@ -239,12 +246,16 @@ def prioritize_nodes(
     return list(zip(names, scores, strict=True))
 
 
-Fragments = list[tuple[bytes, ...] | None]
+Parts = list[bytes | None]
 
 
 def prioritize_scores(
-    state: ClusterState, pod: PodView, names: list[str], weights: Weights
-) -> tuple[list[int], Fragments]:
+    state: ClusterState,
+    pod: PodView,
+    names: list[str],
+    weights: Weights,
+    hint: Candidates | None = None,
+) -> tuple[list[int], Parts]:
     """The score of each name, in input order (unknown nodes score 0), and its ready JSON.
 
     ``score = round_half_up(sum(w_t * term_t) / sum(w_t) / 10)`` over the terms
@@ -261,8 +272,9 @@ def prioritize_scores(
     :data:`~extender.columns.K` vGPUs) are scored over the node columns in one
     vector pass (:func:`~extender.columns.vector_scores`); other shapes go
     through the per-card fit, node by node. The second list is each node's
-    ``{"Host", "Score"}`` JSON per score (:attr:`NodeEntry.priorities`), None
-    for names not cached.
+    ``{"Host", "Score"}`` JSON for its score (:attr:`NodeEntry.priorities`),
+    None for names not cached. ``hint``, the pod's filter result, saves the
+    name lookups when these are the names the filter passed.
     """
     shape: tuple[int, int] | None = None
     if pod.demand.is_gpu_pod:
@@ -270,22 +282,21 @@ def prioritize_scores(
         if shape is None or shape[0] > K:
             return _loop_scores(state, pod, names, weights)
     columns = state.columns
+    spread = pod.gpu_policy is GPUPolicy.SPREAD
     with state.lock:
         columns.sync(state.nodes)
-        rows = columns.row_list(names)
-        gathered = columns.gather(rows, shape[0] if shape is not None else None)
-        kept = columns.fragments
-        fragments = [kept[row] if row >= 0 else None for row in rows]
-    spread = pod.gpu_policy is GPUPolicy.SPREAD
-    scores = vector_scores(
-        gathered, shape, spread, weights=(weights.gpu, weights.risk, weights.price)
-    )
-    return scores, fragments
+        idx = rows_for(columns, names, hint)
+        gathered = columns.gather(idx, shape[0] if shape is not None else None)
+        scores = vector_scores(
+            gathered, shape, spread, weights=(weights.gpu, weights.risk, weights.price)
+        )
+        parts = answer_parts(columns, idx, scores)
+    return scores, parts
 
 
 def _loop_scores(
     state: ClusterState, pod: PodView, names: list[str], weights: Weights
-) -> tuple[list[int], Fragments]:
+) -> tuple[list[int], Parts]:
     """:func:`prioritize_scores` node by node, for the shapes the columns do not cover."""
     get = state.nodes.get
     prepared = prepared_demand(pod)
@@ -319,4 +330,7 @@ def _loop_scores(
             mean = (total + w_gpu * gpu) / with_gpu if with_gpu > 0 else 0.0
         score = int(mean * 0.1 + 0.5)  # rounds half up: mean >= 0
         scores.append(score if score < MAX_SCORE else MAX_SCORE)
-    return scores, [e.priorities if e is not None else None for e in entries]
+    return scores, [
+        e.priorities[score] if e is not None else None
+        for e, score in zip(entries, scores, strict=True)
+    ]

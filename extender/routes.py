@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from extender.binder import Binder, BindError
+from extender.columns import Candidates
 from extender.decide import Verdicts, Weights, filter_nodes, prepared_demand, prioritize_scores
 from extender.inspect import inspect_state
 from extender.metrics import ExtenderMetrics
@@ -54,6 +55,8 @@ class Seen:
 
     view: PodView
     layout: Any
+    candidates: Candidates | None = None
+    """What filter passed, for the pod's prioritize call."""
 
 
 class PodMemo:
@@ -118,6 +121,7 @@ def handle_filter(body: bytes, ctx: ExtenderContext) -> tuple[int, Any]:
     try:
         seen = ctx.memo.read(args.pod, ctx.state.scheme)
         verdicts = filter_nodes(ctx.state, seen.view, names)
+        seen.candidates = verdicts.candidates
     except InvalidInput as exc:
         verdicts = Verdicts([], {}, dict.fromkeys(names, f"pod cannot be placed: {exc}"))
     except Exception as exc:
@@ -140,11 +144,11 @@ def handle_prioritize(body: bytes, ctx: ExtenderContext) -> tuple[int, Any]:
     names = args.names()
     try:
         seen = ctx.memo.read(args.pod, ctx.state.scheme)
-        scores, fragments = prioritize_scores(ctx.state, seen.view, names, ctx.weights)
+        scores, parts = prioritize_scores(ctx.state, seen.view, names, ctx.weights, seen.candidates)
     except Exception:  # neutral scores keep the pod schedulable
         log.exception("prioritize failed")
-        scores, fragments = [0] * len(names), [None] * len(names)
-    answer = encode_priorities(names, scores, fragments)
+        scores, parts = [0] * len(names), [None] * len(names)
+    answer = encode_priorities(names, scores, parts)
     ctx.metrics.latency.labels("prioritize").observe(time.perf_counter() - started)
     return 200, answer
 

@@ -123,19 +123,20 @@ def host_priority_fragments(host: str) -> tuple[bytes, ...]:
 
 
 def encode_priorities(
-    names: list[str], scores: list[int], fragments: list[tuple[bytes, ...] | None]
+    names: list[str], scores: list[int], parts: list[bytes | None]
 ) -> orjson.Fragment:
-    """The ``HostPriorityList`` as ready JSON from each name's cached fragments.
+    """The ``HostPriorityList`` as ready JSON from each name's encoded ``{"Host", "Score"}``.
 
-    ``fragments[i]`` is :func:`host_priority_fragments` of ``names[i]`` when the
-    node is cached, else None (then it is encoded here). Scores must be ints in
+    ``parts[i]`` is :func:`host_priority_fragments` of ``names[i]`` at its score
+    when the node is cached, else None (encoded here). Scores must be ints in
     0..10: the scoring guarantees it, the fuzz tests check the wire.
     """
-    parts = [
-        (cached or host_priority_fragments(name))[score]
-        for name, score, cached in zip(names, scores, fragments, strict=True)
-    ]
-    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
+    if None in parts:
+        parts = [
+            part if part is not None else host_priority_fragments(name)[score]
+            for name, score, part in zip(names, scores, parts, strict=True)
+        ]
+    return orjson.Fragment(b"[" + b",".join(parts) + b"]")  # type: ignore[arg-type]
 
 
 def binding_result(error: str = "") -> dict[str, str]:

@@ -79,7 +79,7 @@ def test_rows_grow_and_every_cached_name_gets_one(state: ClusterState) -> None:
     scores(state, gpu_pod("p", mem=4000), NAMES)
     assert sorted(state.columns.rows) == ["cpu0", "n0", "n1", "n2", "n3", "n4"]
     assert len(set(state.columns.rows.values())) == 6
-    assert len(state.columns.price) >= 6
+    assert len(state.columns.num) >= 6
 
 
 def test_unknown_names_score_zero_and_get_no_fragment(state: ClusterState) -> None:
@@ -171,3 +171,23 @@ def test_gpu_shapes_agree_with_the_loop(state: ClusterState, policy: str, count:
     pod = gpu_pod("p", mem=5000, count=count, annotations={"spotpack.io/gpu-policy": policy})
     result = scores(state, pod, NAMES)
     assert any(result)
+
+
+def test_prioritize_reuses_the_filter_rows_only_while_they_are_valid(state: ClusterState) -> None:
+    pod = pod_view(gpu_pod("p", mem=4000), state.scheme)
+    verdicts = filter_nodes(state, pod, NAMES)
+    hint = verdicts.candidates
+    assert hint is not None and hint.names == verdicts.passed
+    plain = prioritize_scores(state, pod, verdicts.passed, WEIGHTS)
+    assert prioritize_scores(state, pod, verdicts.passed, WEIGHTS, hint) == plain
+    # other names than the filter passed: looked up, not taken from the hint
+    other = ["n4", "n0"]
+    assert prioritize_scores(state, pod, other, WEIGHTS, hint) == prioritize_scores(
+        state, pod, other, WEIGHTS
+    )
+    # a node deleted and another added between filter and prioritize: rows were reassigned
+    state.delete_node({"metadata": {"name": verdicts.passed[0]}})
+    state.upsert_node(gpu_node("newcomer", cards=4, spot=True, instance_type="p4d.24xlarge"))
+    scores, parts = prioritize_scores(state, pod, verdicts.passed, WEIGHTS, hint)
+    assert scores[0] == 0 and parts[0] is None  # the deleted node is unknown now
+    assert (scores, parts) == prioritize_scores(state, pod, verdicts.passed, WEIGHTS)
