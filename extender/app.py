@@ -18,7 +18,7 @@ from extender.binder import Binder
 from extender.cache import connect, load_facts
 from extender.decide import Weights
 from extender.metrics import create_metrics
-from extender.routes import ExtenderContext, PodMemo, bp, hot_paths, register_errors
+from extender.routes import ExtenderContext, Hints, PodMemo, bp, hot_paths, register_errors
 from extender.settings import ExtenderSettings, load_settings
 from extender.state import ClusterState
 from spotpack.capacity import scheme_named
@@ -67,6 +67,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         ready=ready or (lambda: True),
         memo=PodMemo(),
+        hints=Hints(),
     )
     app.extensions["spotpack"] = ctx
     app.register_blueprint(bp)

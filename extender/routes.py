@@ -55,8 +55,32 @@ class Seen:
 
     view: PodView
     layout: Any
-    candidates: Candidates | None = None
-    """What filter passed, for the pod's prioritize call."""
+
+
+class Hints:
+    """What filter passed for the last few pods, for their prioritize calls.
+
+    kube-scheduler calls prioritize right after filter for the same pod, so a
+    handful is enough; each holds up to thousands of names, so few are kept.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self._items: OrderedDict[str, Candidates] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def put(self, uid: str, candidates: Candidates | None) -> None:
+        with self._lock:
+            self._items.pop(uid, None)
+            if candidates is None:
+                return
+            self._items[uid] = candidates
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def get(self, uid: str) -> Candidates | None:
+        with self._lock:
+            return self._items.get(uid)
 
 
 class PodMemo:
@@ -103,6 +127,7 @@ class ExtenderContext:
     max_body_bytes: int
     ready: Callable[[], bool]
     memo: PodMemo
+    hints: Hints
 
 
 def _bad(ctx: ExtenderContext, verb: str, exc: Exception) -> tuple[int, dict[str, Any]]:
@@ -121,7 +146,7 @@ def handle_filter(body: bytes, ctx: ExtenderContext) -> tuple[int, Any]:
     try:
         seen = ctx.memo.read(args.pod, ctx.state.scheme)
         verdicts = filter_nodes(ctx.state, seen.view, names)
-        seen.candidates = verdicts.candidates
+        ctx.hints.put(seen.view.uid, verdicts.candidates)
     except InvalidInput as exc:
         verdicts = Verdicts([], {}, dict.fromkeys(names, f"pod cannot be placed: {exc}"))
     except Exception as exc:
@@ -144,7 +169,8 @@ def handle_prioritize(body: bytes, ctx: ExtenderContext) -> tuple[int, Any]:
     names = args.names()
     try:
         seen = ctx.memo.read(args.pod, ctx.state.scheme)
-        scores, parts = prioritize_scores(ctx.state, seen.view, names, ctx.weights, seen.candidates)
+        hint = ctx.hints.get(seen.view.uid)
+        scores, parts = prioritize_scores(ctx.state, seen.view, names, ctx.weights, hint)
     except Exception:  # neutral scores keep the pod schedulable
         log.exception("prioritize failed")
         scores, parts = [0] * len(names), [None] * len(names)
