@@ -344,6 +344,42 @@ def wrk_run(
     )
 
 
+def naive_pairs(
+    requests: list[tuple[str, bytes]], seconds: int, workdir: Path, env: dict[str, str]
+) -> tuple[float, float, float, float] | None:
+    """The same filter + prioritize pairs against a naive extender (``bench/naive_extender``)
+    under gunicorn's stock ``gthread`` worker, for a same-machine comparison."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gthread",
+            "-w",
+            "1",
+            "--threads",
+            "8",
+            "--keep-alive",
+            "75",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "bench.naive_extender:create_app()",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(port, 60)
+        return wrk_run(port, requests, seconds, workdir, "naive", per_pod=2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
 def pair_requests(
     port: int, pods: list[dict[str, Any]], names: list[str]
 ) -> list[tuple[str, bytes]]:
@@ -533,6 +569,12 @@ def main() -> int:
                 "pairs",
                 per_pod=2,
             )
+            naive = naive_pairs(
+                pair_requests(ext_port, pair_pods[:20], rng.sample(gpu_names, 500)),
+                args.wrk_seconds,
+                work,
+                env,
+            )
             fetch_uids(api_port, waiting)
             bound, elapsed, binds, errors = bind_run(ext_port, waiting, gpu_names, args.threads)
             worker_rss_after, _ = rss_mib(ext.pid)
@@ -567,6 +609,11 @@ def main() -> int:
     if pair is not None:
         print(
             f"wrk, filter then prioritize (the names filter passed) per new pod, as kube-scheduler calls them, 500 names: mean {2 * pair[3]:.2f} ms a pod (p50 {pair[0]:.2f} / p99 {pair[1]:.2f} ms a request)"
+        )
+    if naive is not None:
+        naive_cycle = 1.3 + 2 * naive[3]
+        print(
+            f"naive Python extender (Flask, every node passes, stock gthread), same pairs: mean {2 * naive[3]:.2f} ms a pod -> {1.3 / naive_cycle:.0%} of the scheduler alone"
         )
     if not wrk_rows:
         print("wrk not installed: latencies above are from a Python client (apt-get install wrk)")
