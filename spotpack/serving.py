@@ -265,7 +265,7 @@ def wait_until_serving(url: str, ca_file: Path | str | None = None, timeout: flo
         if remaining <= 0:
             raise TimeoutError(f"{url} did not answer within {timeout:g}s: {last_error}")
         try:
-            return _get_status(parts, ca_file, min(remaining, 2.0))
+            return get_status(url, ca_file, min(remaining, 2.0))
         except (OSError, http.client.HTTPException) as exc:
             last_error = exc
             if isinstance(exc, ssl.SSLCertVerificationError):
@@ -273,8 +273,10 @@ def wait_until_serving(url: str, ca_file: Path | str | None = None, timeout: flo
         time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
 
 
-def _get_status(parts: urllib.parse.SplitResult, ca_file: Path | str | None, timeout: float) -> int:
-    """One GET without proxies (http.client ignores *_proxy variables, urllib does not)."""
+def get_status(url: str, ca_file: Path | str | None, timeout: float) -> int:
+    """One GET without proxies (http.client ignores *_proxy variables, urllib does not);
+    https is verified against ``ca_file``."""
+    parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "", parts.port
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn: http.client.HTTPConnection

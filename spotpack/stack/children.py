@@ -21,10 +21,10 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from spotpack.serving import get_status
 from spotpack.stack.plan import ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -149,25 +149,6 @@ def wait_ready(child: Child, ca_file: Path | None, deadline: float) -> str | Non
                 return None
             last = f"HTTP {status}"
         time.sleep(_POLL)
-
-
-def get_status(url: str, ca_file: Path | None, timeout: float) -> int:
-    """One GET; https is verified against ``ca_file``. No proxies (loopback)."""
-    parts = urllib.parse.urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", parts.path or "/")
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def stop_all(children: Sequence[Child], timeout: float) -> None:
