@@ -302,12 +302,13 @@ def _loop_scores(
     prepared = prepared_demand(pod)
     spread = pod.gpu_policy is GPUPolicy.SPREAD
     gpu_pod = pod.demand.is_gpu_pod
-    with state.lock:
+    with state.lock:  # every number read here: informers update entries in place
         entries = [get(name) for name in names]
         gpu_terms = [
             _gpu_term(e, prepared, spread) if e is not None and gpu_pod else None for e in entries
         ]
-    known = [e.price for e in entries if e is not None and e.price is not None]
+        rows = [(e.price, e.risk, e.priorities) if e is not None else None for e in entries]
+    known = [row[0] for row in rows if row is not None and row[0] is not None]
     w_gpu, w_risk, w_price = weights.gpu, weights.risk, weights.price
     lo = min(known) if known else 0.0
     hi = max(known) if known else 0.0
@@ -316,14 +317,12 @@ def _loop_scores(
     base = w_risk + w_price
     with_gpu = base + w_gpu
     scores: list[int] = []
-    for entry, gpu in zip(entries, gpu_terms, strict=True):
-        if entry is None:
+    for row, gpu in zip(rows, gpu_terms, strict=True):
+        if row is None:
             scores.append(0)
             continue
-        price = entry.price
-        total = w_risk * entry.risk + (
-            neutral if price is None else best - (price - lo) * per_dollar
-        )
+        price, risk, _ = row
+        total = w_risk * risk + (neutral if price is None else best - (price - lo) * per_dollar)
         if gpu is None:
             mean = total / base if base > 0 else 0.0
         else:
@@ -331,6 +330,5 @@ def _loop_scores(
         score = int(mean * 0.1 + 0.5)  # rounds half up: mean >= 0
         scores.append(score if score < MAX_SCORE else MAX_SCORE)
     return scores, [
-        e.priorities[score] if e is not None else None
-        for e, score in zip(entries, scores, strict=True)
+        row[2][score] if row is not None else None for row, score in zip(rows, scores, strict=True)
     ]

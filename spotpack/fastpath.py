@@ -23,7 +23,7 @@ import select
 import time
 from typing import Any
 
-from spotpack.http1 import MAX_HEAD, Head, parse_head
+from spotpack.http1 import MAX_FIELD_SIZE, MAX_FIELDS, MAX_HEAD, Head, parse_head
 from spotpack.wsgi import JSONEndpoints, status_line
 
 log = logging.getLogger(__name__)
@@ -51,40 +51,76 @@ class _Date:
 _DATE = _Date()
 
 
-def _wait(sock: Any) -> bool:
-    """Whether the socket has bytes (or TLS data) within :data:`READ_TIMEOUT`."""
+def readable(sock: Any, timeout: float) -> bool:
+    """Whether the socket has bytes to read (or was closed) within ``timeout`` seconds.
+
+    ``poll``, not ``select``: ``select`` refuses descriptors above ``FD_SETSIZE``
+    (1024), which a worker with many connections reaches, and a refusal taken
+    for "readable" would leave the next ``recv`` blocking without a timeout.
+    """
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+    except (OSError, ValueError):  # closed under us: the caller's read says so
+        return True
+
+
+REQUEST_DEADLINE = 10.0
+"""Seconds a request may take to arrive in full once its first bytes came: a client
+trickling bytes must not hold a worker thread for longer."""
+
+
+def _wait(sock: Any, deadline: float) -> bool:
+    """Whether the socket has bytes (or TLS data) within :data:`READ_TIMEOUT` and before
+    ``deadline`` (monotonic)."""
     pending = getattr(sock, "pending", None)
     if pending is not None and pending():
         return True
-    try:
-        ready, _, _ = select.select([sock], [], [], READ_TIMEOUT)
-    except (OSError, ValueError):
-        return True  # closed under us: the read says so
-    return bool(ready)
+    left = min(READ_TIMEOUT, deadline - time.monotonic())
+    return left > 0 and readable(sock, left)
 
 
 class _Gone(Exception):  # noqa: N818 - control flow, never leaves this module
     """The client closed or stalled mid-request: close the connection."""
 
 
-def serve_plain(conn: Any, endpoints: JSONEndpoints, *, keep_open: bool) -> bool | None:
+def serve_plain(
+    conn: Any,
+    endpoints: JSONEndpoints,
+    *,
+    keep_open: bool,
+    limits: tuple[int, int] = (MAX_FIELDS, MAX_FIELD_SIZE),
+) -> bool | None:
     """Serve the connection's next request if it is plain and ours.
 
     Returns True when served and the connection may stay open, False when it
     must close (served with ``Connection: close``, client gone, or stalled),
     and None when the request is not for us: every byte read is back in
     gunicorn's buffer. ``keep_open`` False (the worker is stopping) answers
-    with ``Connection: close``.
+    with ``Connection: close``. ``limits`` are gunicorn's ``(limit_request_fields,
+    limit_request_field_size)``: a head over them is gunicorn's to refuse.
+
+    A handler that raises gets a JSON 500 and the connection closes, as gunicorn
+    would do (the exception is logged): it must not leave the worker's thread.
     """
     try:
-        request = _read(conn, endpoints)
+        request = _read(conn, endpoints, limits)
     except _Gone:
         return False
     if request is None:
         return None
     head, body = request
-    status, headers, payload = endpoints.answer(head.method, head.path, body)
-    close = head.close or not keep_open
+    failed = False
+    try:
+        status, headers, payload = endpoints.answer(head.method, head.path, body)
+    except Exception:
+        log.exception("error handling request", extra={"path": head.path})
+        failed = True
+        payload = b'{"Error":"internal error"}'
+        status = 500
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    close = head.close or not keep_open or failed
     lines = [f"HTTP/1.1 {status_line(status)}\r\n".encode(), _DATE.header()]
     lines += [f"{name}: {value}\r\n".encode() for name, value in headers]
     if close:
@@ -94,28 +130,39 @@ def serve_plain(conn: Any, endpoints: JSONEndpoints, *, keep_open: bool) -> bool
     return not close
 
 
-def _read(conn: Any, endpoints: JSONEndpoints) -> tuple[Head, bytes] | None:
-    """The next request's head and body, or None (bytes pushed back) when not ours."""
+def _read(
+    conn: Any, endpoints: JSONEndpoints, limits: tuple[int, int]
+) -> tuple[Head, bytes] | None:
+    """The next request's head and body, or None (bytes pushed back) when not ours.
+
+    A client that stalls or trickles (no byte for :data:`READ_TIMEOUT`, or not all
+    of the request within :data:`REQUEST_DEADLINE`) loses the connection here
+    rather than holding a thread in gunicorn's untimed read.
+    """
     unreader, sock = conn.parser.unreader, conn.sock
     data = unreader.read()
+    deadline = time.monotonic() + REQUEST_DEADLINE
     while b"\r\n\r\n" not in data:
         if not data:
             raise _Gone
-        if len(data) > MAX_HEAD or not _wait(sock):
+        if len(data) > MAX_HEAD:
             unreader.unread(data)
             return None
+        if not _wait(sock, deadline):
+            raise _Gone
         more = sock.recv(65536)
         if not more:
             raise _Gone
         data += more
     end = data.index(b"\r\n\r\n") + 4
-    head = parse_head(data[:end])
+    head = parse_head(data[:end], max_fields=limits[0], max_field_size=limits[1])
     if head is None or not endpoints.serves(head.path) or head.content_length > endpoints.max_body:
         unreader.unread(data)
         return None
     body = data[end:]
     while len(body) < head.content_length:
-        more = sock.recv(min(head.content_length - len(body), 1 << 20)) if _wait(sock) else b""
+        ready = _wait(sock, deadline)
+        more = sock.recv(min(head.content_length - len(body), 1 << 20)) if ready else b""
         if not more:
             raise _Gone
         body += more

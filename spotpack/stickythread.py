@@ -9,9 +9,11 @@ a ~110 us request (loopback, one connection, empty app; measured with wrk).
 
 Here the pool thread that served a request waits on the same connection for
 the next one, up to :data:`LINGER` seconds, and serves it directly; only an
-idle connection goes back to the event loop. So that pinned connections can
-never starve new ones, at most ``threads - 1`` threads linger at a time; the
-others behave exactly like ``gthread``. Shutdown is delayed by at most
+idle connection goes back to the event loop. So that pinned connections
+leave room for new ones, at most ``threads - 1`` threads linger at a time
+(a trickling client loses its connection after
+:data:`spotpack.fastpath.REQUEST_DEADLINE`); the others behave exactly like
+``gthread``, including its untimed reads. Shutdown is delayed by at most
 ``LINGER``: a lingering thread stops after its current request once the
 worker stops being ``alive``. Connections also get ``TCP_NODELAY`` (gunicorn
 sends headers and body separately; Nagle would hold the body back): -25% at
@@ -29,14 +31,14 @@ Use it as gunicorn's ``worker_class``
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import threading
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from spotpack.fastpath import serve_plain
+from spotpack.fastpath import readable, serve_plain
+from spotpack.http1 import MAX_FIELD_SIZE
 from spotpack.wsgi import JSONEndpoints
 
 LINGER = 0.5
@@ -60,11 +62,7 @@ def _buffered(conn: Any) -> bool:
 
 def _readable(conn: Any, timeout: float) -> bool:
     """Wait until the connection has bytes to read (or was closed), at most ``timeout``."""
-    try:
-        ready, _, _ = select.select([conn.sock], [], [], timeout)
-    except (OSError, ValueError):  # closed under us: let the caller's next read find out
-        return True
-    return bool(ready)
+    return readable(conn.sock, timeout)
 
 
 class StickyThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -122,15 +120,25 @@ class StickyThreadWorker(ThreadWorker):  # type: ignore[misc]
             self._done_lingering()
         return keep
 
+    def _limits(self) -> tuple[int, int]:
+        """(limit_request_fields, limit_request_field_size) as gunicorn's parser applies them."""
+        fields = self.cfg.limit_request_fields
+        size = self.cfg.limit_request_field_size
+        return (fields if 0 < fields <= 32768 else 32768, size if size > 0 else MAX_FIELD_SIZE)
+
     def _next(self, conn: Any, endpoints: JSONEndpoints | None) -> Any:
         if endpoints is not None:
+            # gunicorn's max_requests: the answer that reaches it says "Connection: close"
+            last = self.nr + 1 >= self.max_requests
             try:
-                served = serve_plain(conn, endpoints, keep_open=self.alive)
+                served = serve_plain(
+                    conn, endpoints, keep_open=self.alive and not last, limits=self._limits()
+                )
             except OSError:  # reset or broken pipe: the connection is gone
                 return False
             if served is not None:
                 self.nr += 1
                 if self.nr >= self.max_requests:
-                    self.alive = False  # gunicorn's max_requests: recycle the worker
+                    self.alive = False  # recycle the worker
                 return served
         return super().handle(conn)
