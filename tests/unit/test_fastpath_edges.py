@@ -1,7 +1,7 @@
-"""Review findings on the keep-alive fast path (``spotpack/http1.py``, ``fastpath.py``,
+"""Edge cases of the keep-alive fast path (``spotpack/http1.py``, ``fastpath.py``,
 ``stickythread.py``): requests the fast path must leave to gunicorn, and what it must
 do when it does serve them. Unit level, over a socketpair; the same cases against a
-real gunicorn are in ``tests/integration/test_review_fast_path.py``.
+real gunicorn are in ``tests/integration/test_fast_path_edges.py``.
 """
 
 from __future__ import annotations

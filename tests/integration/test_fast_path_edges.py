@@ -1,4 +1,4 @@
-"""Review findings on the keep-alive fast path, against a real gunicorn.
+"""Edge cases of the keep-alive fast path, against a real gunicorn.
 
 Each test first sends one plain request (served by gunicorn; the thread then
 lingers), so the request under test reaches :func:`spotpack.fastpath.serve_plain`.

@@ -1,5 +1,5 @@
-"""Review findings on the extender's decisions: node numbers read outside the state's lock,
-and the filter -> prioritize hints against node churn."""
+"""The extender's decisions under change: node numbers read under the state's lock, and the
+filter -> prioritize hints against node churn."""
 
 from __future__ import annotations
 
