@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ def preflight(settings: StackSettings, *, cwd: Path, source_root: Path | None) -
     """Run every check in the order a person would fix them; raise on the first problem."""
     check_ports(settings)
     api_url = kubeconfig_server(settings.kubeconfig) if settings.kubeconfig else None
+    if api_url is not None and settings.kubeconfig is not None:
+        check_reachable(api_url, settings.kubeconfig)
     generate = certs_missing(settings.certs_dir)
     if not generate:
         check_certs(settings.certs_dir)
@@ -132,6 +135,27 @@ def kubeconfig_server(path: Path) -> str:
     return server
 
 
+REACH_TIMEOUT = 3.0
+"""Seconds to wait for a TCP connection to the kubeconfig's API server at start."""
+
+
+def check_reachable(url: str, kubeconfig: Path, timeout: float = REACH_TIMEOUT) -> None:
+    """One TCP connection to the API server, so an unreachable cluster (VPN down, stale
+    context) is one line now instead of services retrying for a minute."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"the API server {url} of kubeconfig {kubeconfig} is not reachable ({reason}); "
+            "check the cluster or your network, or run the embedded cluster with --embedded"
+        ) from exc
+
+
 def server_of(doc: object) -> str | None:
     """Follow ``current-context`` -> context -> cluster -> ``server``; None if a link is missing."""
     if not isinstance(doc, dict):
@@ -189,6 +213,8 @@ def check_certs(certs_dir: Path) -> None:
             load(path)
         except CertificateError as exc:
             kind = "private key" if path == key else "certificate"
+            if path == ca:  # a new CA is the only way out (and changes the caBundle)
+                fix = f"make a new CA: `spotpack certs --out {certs_dir} --new-ca`"
             raise ConfigError(f"{path} is not a usable PEM {kind}; {fix}") from exc
     if not key_matches_cert(cert, key):
         raise ConfigError(f"{key} does not belong to {cert}; {fix}")

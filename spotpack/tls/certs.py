@@ -50,6 +50,10 @@ _CLOCK_SKEW = dt.timedelta(minutes=5)
 _KEY_MODE = 0o600
 _CERT_MODE = 0o644
 _FIX_GENERATE = "run `spotpack certs --out DIR` (or `make certs`) to create it"
+_FIX_CORRUPT = (
+    "replace it: `spotpack certs --out DIR` rewrites the serving certificate and key, "
+    "`spotpack certs --out DIR --new-ca` also a broken CA (the caBundle then changes)"
+)
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey
 
@@ -176,7 +180,7 @@ def load_certificate(path: Path | str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(_read(file))
     except ValueError as exc:
-        raise CertificateError(f"{file} is not a PEM certificate ({exc}); {_FIX_GENERATE}") from exc
+        raise CertificateError(f"{file} is not a PEM certificate; {_FIX_CORRUPT}") from exc
 
 
 def load_private_key(path: Path | str) -> PrivateKey:
@@ -186,7 +190,7 @@ def load_private_key(path: Path | str) -> PrivateKey:
         key = serialization.load_pem_private_key(_read(file), password=None)
     except (ValueError, TypeError) as exc:
         raise CertificateError(
-            f"{file} is not an unencrypted PEM private key ({exc}); {_FIX_GENERATE}"
+            f"{file} is not an unencrypted PEM private key; {_FIX_CORRUPT}"
         ) from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertificateError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,13 @@ def test_unreachable_api_server_is_one_line(
 ) -> None:
     with DevCluster() as gone:
         path = gone.write_kubeconfig(tmp_path / "kubeconfig")
-    assert main(certs_job(path)) == 1
+        url = gone.url
+    # a port held bound but not listening: refused for sure, and no other test can take it
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        path.write_text(path.read_text().replace(url, f"http://127.0.0.1:{port}"))
+        assert main(certs_job(path)) == 1
     err = capsys.readouterr().err
     assert err.startswith("spotpack certs: error: ") and err.count("\n") == 1, err
 

@@ -107,11 +107,11 @@ def test_api_port_is_checked_only_for_the_embedded_cluster(
     with pytest.raises(ConfigError, match=r"\(api, --api-port\) is in use"):
         preflight(settings(tmp_path, api_port=listening), cwd=REPO, source_root=None)
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(KUBECONFIG))
+    kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(f"https://127.0.0.1:{listening}")))
     checked = preflight(
         settings(tmp_path, api_port=listening, kubeconfig=kubeconfig), cwd=REPO, source_root=None
     )
-    assert checked.api_url == "https://10.0.0.1:6443"
+    assert checked.api_url == f"https://127.0.0.1:{listening}"
 
 
 def test_a_port_without_a_listener_is_free() -> None:
@@ -137,6 +137,29 @@ KUBECONFIG = {
     "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
     "current-context": "x",
 }
+
+
+def kubeconfig_for(server: str) -> dict[str, object]:
+    clusters = [{"name": "c", "cluster": {"server": server}}]
+    return {**KUBECONFIG, "clusters": clusters}
+
+
+def test_an_unreachable_api_server_is_one_line_before_anything_starts(
+    tmp_path: Path, certs: Path, no_processes: None
+) -> None:
+    with socket.socket() as reserved:  # bound, never listening: connections are refused
+        reserved.bind(("127.0.0.1", 0))
+        url = f"https://127.0.0.1:{reserved.getsockname()[1]}"
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(url)))
+        stack = Stack(settings(tmp_path, kubeconfig=kubeconfig), cwd=REPO)
+        with pytest.raises(ConfigError) as exc:
+            stack.start()
+    assert one_line(exc).startswith(
+        f"the API server {url} of kubeconfig {kubeconfig} is not reachable ("
+    )
+    assert "--embedded" in one_line(exc)
+    assert_nothing_started(tmp_path, stack)
 
 
 def test_missing_kubeconfig_names_the_file_and_the_fix(tmp_path: Path, no_processes: None) -> None:
@@ -208,10 +231,12 @@ def test_corrupt_certificate_files_name_the_file_and_the_fix(
     stack = Stack(settings(tmp_path), cwd=REPO)
     with pytest.raises(ConfigError) as exc:
         stack.start()
-    assert one_line(exc) == (
-        f"{certs / name} {problem}; regenerate with `spotpack certs --out {certs}` "
-        "(or `make certs`)"
+    fix = (
+        f"make a new CA: `spotpack certs --out {certs} --new-ca`"
+        if name == "ca.crt"
+        else f"regenerate with `spotpack certs --out {certs}` (or `make certs`)"
     )
+    assert one_line(exc) == f"{certs / name} {problem}; {fix}"
     assert_nothing_started(tmp_path, stack)
     assert (certs / name).read_bytes() == content, "someone's files are never overwritten"
 
