@@ -12,8 +12,14 @@ on-demand), for each mix of :mod:`bench.scenarios` (``cpu``, ``gpu``,
   (scipy's HiGHS) and its solve time, or "not solved in Ns";
 * cost / bound.
 
+The mixes plan for a cluster that allows both architectures
+(``SPOTPACK_PROVISIONER_ARCHITECTURES=["amd64", "arm64"]``, ``--architectures``):
+the ``mixed`` mix pins a third of its applications to arm64.
+
 Then the seed scenarios (a Spark job, an inference service) against the
-all-on-demand, whole-GPU baseline. No network. Ends with one line::
+all-on-demand, whole-GPU baseline, twice: as a default install plans them
+(amd64 only: Graviton is opt-in) and with arm64 allowed. No network. Ends
+with one line::
 
     provisioner: cost_vs_bound=X plan_s_10k=Y
 
@@ -127,12 +133,20 @@ def run_mix(
     return plan_s, ratio
 
 
-def seeds(offerings: list[Offering]) -> None:
-    print("\nseed scenarios (baseline: all on-demand, each GPU pod on its own whole cards):")
+DEFAULT_ARCHITECTURES = ("amd64",)
+"""SPOTPACK_PROVISIONER_ARCHITECTURES's default: what a default install may launch."""
+
+
+def seeds(offerings: list[Offering], architectures: tuple[str, ...]) -> None:
+    allowed = [o for o in offerings if o.arch in architectures]
+    print(
+        f"\nseed scenarios, architectures {'+'.join(architectures)} "
+        "(baseline: all on-demand, each GPU pod on its own whole cards, same architectures):"
+    )
     for name, make in SEEDS.items():
         demands = read(make())
-        result = plan(demands, (), offerings)
-        base = on_demand_baseline(demands, offerings)
+        result = plan(demands, (), allowed)
+        base = on_demand_baseline(demands, allowed)
         saving = 1 - result.risk_adjusted_cost / base.cost_per_hour
         types = ", ".join(
             f"{n.instance_type} {n.capacity} x{len(n.pods)} pods" for n in result.new_nodes
@@ -151,12 +165,21 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per 10k plan (median)")
     parser.add_argument("--bound-limit", type=float, default=60.0, help="MILP time limit, s")
     parser.add_argument("--bound-max", type=int, default=10_000, help="largest size to bound")
+    parser.add_argument(
+        "--architectures",
+        default="amd64,arm64",
+        help="architectures the mixes may launch (the seeds run amd64 only, then these)",
+    )
     args = parser.parse_args()
+    architectures = tuple(a for a in args.architectures.split(",") if a)
     catalog = load_catalog()
-    offerings = offerings_from_catalog(catalog, "us-east-1", ZONES, overhead=OVERHEAD)
+    offerings = offerings_from_catalog(
+        catalog, "us-east-1", ZONES, overhead=OVERHEAD, arches=architectures
+    )
     print(
         f"provisioner planner: packaged AWS catalog, us-east-1 zones a-c, {len(offerings)} "
-        f"offerings; daemonsets {OVERHEAD.describe()} per node; bound = HiGHS's proven "
+        f"offerings ({'+'.join(architectures)}); daemonsets {OVERHEAD.describe()} per node; "
+        "bound = HiGHS's proven "
         f"bound (stops within {MIP_GAP:.1%} of its best solution, {args.bound_limit:.0f}s limit)"
     )
     print(
@@ -173,7 +196,10 @@ def main() -> int:
                 worst_ratio = ratio if worst_ratio is None else max(worst_ratio, ratio)
             if size == 10_000:
                 plan_10k = plan_s if plan_10k is None else max(plan_10k, plan_s)
-    seeds(offerings)
+    every = offerings_from_catalog(catalog, "us-east-1", ZONES, overhead=OVERHEAD)
+    seeds(every, DEFAULT_ARCHITECTURES)
+    if architectures != DEFAULT_ARCHITECTURES:
+        seeds(every, architectures)
     print(
         f"\nmachine: {platform.machine()} {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, scipy {scipy.__version__} (HiGHS)"

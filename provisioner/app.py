@@ -31,7 +31,7 @@ from provisioner.kubeapi import KubeClusterApi
 from provisioner.leader import KubeLeaseApi, LeaderElector
 from provisioner.loop import ClusterView, Collaborators, Controller, LoopConfig, NoticePump
 from provisioner.metrics import create_metrics
-from provisioner.settings import ProvisionerSettings
+from provisioner.settings import VALUES_FILE, ProvisionerSettings
 from spotpack.capacity import scheme_named
 from spotpack.catalog import load_catalog
 from spotpack.catalog.model import Catalog
@@ -204,6 +204,7 @@ def loop_config(settings: ProvisionerSettings) -> LoopConfig:
         notice_window=window,
         drain_retry=settings.drain_retry_seconds,
         labels={**settings.labels, MANAGED_LABEL: "true"},
+        architectures=settings.allowed_architectures,
     )
 
 
@@ -233,15 +234,26 @@ def build_provider(
         )
     from spotpack.cloud.aws import AwsProvider
 
-    return AwsProvider(
-        settings.region,
-        settings.cluster_name,
-        launch_template=settings.launch_template,
-        subnet_by_zone=settings.subnets,
-        endpoint_url=settings.aws_endpoint_url,
-        image_id=settings.image_id,
-        offering_cache=cache,
-    )
+    templates = settings.aws_templates()
+    try:
+        return AwsProvider(
+            settings.region,
+            settings.cluster_name,
+            launch_template=settings.launch_template,
+            subnet_by_zone=settings.subnets,
+            endpoint_url=settings.aws_endpoint_url,
+            image_id=settings.image_id,
+            launch_template_arm64=settings.launch_template_arm64,
+            image_id_arm64=settings.image_id_arm64,
+            architectures=tuple(templates),
+            instance_arch={t.name: t.arch for t in catalog.all()},
+            offering_cache=cache,
+        )
+    except ConfigError as exc:
+        # The settings were checked above; what is left names no variable: say where to look.
+        raise ConfigError(
+            f"aws cloud: {exc}; check the SPOTPACK_PROVISIONER_* settings in {VALUES_FILE}"
+        ) from exc
 
 
 def build_notices(settings: ProvisionerSettings) -> NoticeSource | None:
@@ -321,7 +333,11 @@ def build_service(
     view = InformerView(nodes, pods)
     api = KubeClusterApi(api_client)
     facts = Facts.from_catalog(
-        catalog, settings.region, zones, overhead=settings.daemonset_overhead()
+        catalog,
+        settings.region,
+        zones,
+        overhead=settings.daemonset_overhead(),
+        arches=settings.allowed_architectures,
     )
     controller = Controller(
         loop_config(settings),
@@ -363,6 +379,7 @@ def build_service(
             "cloud": provider.name,
             "zones": zones,
             "offerings": len(facts.offerings),
+            "architectures": sorted(settings.allowed_architectures),
             "leader_election": elector is not None,
             "notices": notices is not None,
         },

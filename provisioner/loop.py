@@ -88,11 +88,13 @@ from spotpack.cloud.base import (
 )
 from spotpack.errors import SpotpackError
 from spotpack.provisioning.model import NO_LIMITS, Limits, NodeCapacity, PlannedNode, PodDemand
+from spotpack.provisioning.offerings import arch_refusal
 from spotpack.provisioning.plan import plan
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+ARCHITECTURES_ENV = "SPOTPACK_PROVISIONER_ARCHITECTURES"
 PLANNER_LIMIT = "would exceed the limit"
 """How the planner starts the reason of pods left out for the limits it was given."""
 
@@ -127,6 +129,9 @@ class LoopConfig:
     backoff_initial: float = 2.0
     backoff_max: float = 60.0
     labels: Mapping[str, str] = field(default_factory=dict)
+    architectures: frozenset[str] | None = None
+    """The architectures new nodes may have (the offerings hold no others); None: any.
+    Only used to say why a pod pinned to another one stays pending."""
 
 
 @dataclass
@@ -494,8 +499,19 @@ class Controller:
         else:
             for d in remaining:
                 unplaceable.setdefault(d.key, "no capacity in any offering tried; retrying later")
+        self._explain_arch(demands, unplaceable)
         for key, reason in sorted(unplaceable.items()):
             self._unplaceable(key, reason)
+
+    def _explain_arch(self, demands: Sequence[PodDemand], unplaceable: dict[str, str]) -> None:
+        """Pods pinned to an architecture new nodes may not have: say so, and what to set."""
+        allowed = self.config.architectures
+        if allowed is None:
+            return
+        for d in demands:
+            refusal = arch_refusal(d.arch, allowed)
+            if refusal is not None and d.key in unplaceable:
+                unplaceable[d.key] = f"{refusal}: add it to {ARCHITECTURES_ENV} to launch it"
 
     def _round(
         self,

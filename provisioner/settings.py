@@ -13,17 +13,24 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from spotpack.catalog.model import Arch
 from spotpack.errors import ConfigError, InvalidQuantity
 from spotpack.provisioning.model import Limits, Resources
 from spotpack.quantity import bytes_of, cpu_millis
 from spotpack.settings import load
 
 PREFIX = "SPOTPACK_PROVISIONER_"
+VALUES_FILE = "deploy/values/spotpack.env"
+"""Where an operator sets these in a kustomize install: named in configuration errors."""
 
 
 def default_identity() -> str:
     """hostname and pid: unique per replica, readable in ``kubectl get lease``."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _amd64_only() -> list[Arch]:
+    return ["amd64"]
 
 
 class ProvisionerSettings(BaseSettings):
@@ -68,11 +75,22 @@ class ProvisionerSettings(BaseSettings):
     subnets: dict[str, str] = Field(default_factory=dict)
     """Zone -> subnet id; CreateFleet launches into these."""
     launch_template: str | None = None
+    """The amd64 nodes' launch template (an x86_64 AMI)."""
     image_id: str | None = None
     """Without a launch template: an AMI for a minimal ``spotpack-<cluster>`` template."""
+    launch_template_arm64: str | None = None
+    """The arm64 (Graviton) nodes' launch template; needed when ``architectures`` has arm64."""
+    image_id_arm64: str | None = None
+    """Without an arm64 launch template: an arm64 AMI for ``spotpack-<cluster>-arm64``."""
     aws_endpoint_url: str | None = None
     sqs_queue_url: str | None = None
     """The EventBridge -> SQS queue of interruption notices; none: no interruption handling."""
+
+    # --- what to launch ------------------------------------------------------------------
+    architectures: list[Arch] = Field(default_factory=_amd64_only, min_length=1)
+    """CPU architectures new nodes may have. A pod that does not pin ``kubernetes.io/arch``
+    gets one of these; a pod pinned to another one is not provisioned for. Default amd64
+    only, as Karpenter's getting-started NodePool: many images are built for amd64 alone."""
 
     # --- the loop ------------------------------------------------------------------------
     batch_idle_seconds: float = Field(default=1.0, gt=0)
@@ -130,6 +148,49 @@ class ProvisionerSettings(BaseSettings):
         return self
 
     @property
+    def allowed_architectures(self) -> frozenset[str]:
+        return frozenset(self.architectures)
+
+    def aws_templates(self) -> dict[str, tuple[str | None, str | None]]:
+        """Per allowed architecture: (launch template, image id), checked for AWS.
+
+        Raises :class:`ConfigError` naming the variable to set when something
+        CreateFleet needs is missing (a subnet, a subnet for a zone, a template
+        for an architecture): one line, at start, instead of refused launches.
+        """
+        fix = f"set it in {VALUES_FILE}"
+        if not self.cluster_name:
+            raise ConfigError(f"{PREFIX}CLUSTER_NAME is empty: instances are tagged by it; {fix}")
+        if not self.subnets:
+            raise ConfigError(
+                f"{PREFIX}SUBNETS is empty: the aws cloud needs a subnet per zone to launch in, "
+                f'e.g. {{"us-east-1a": "subnet-0abc"}}; {fix}'
+            )
+        missing = sorted(set(self.zones) - set(self.subnets))
+        if missing:
+            raise ConfigError(
+                f"{PREFIX}ZONES has {', '.join(missing)} without a subnet in {PREFIX}SUBNETS: "
+                f"add its subnet or drop the zone; {fix}"
+            )
+        pairs = {
+            "amd64": (self.launch_template, self.image_id),
+            "arm64": (self.launch_template_arm64, self.image_id_arm64),
+        }
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for arch in sorted(self.allowed_architectures):
+            template, image = pairs[arch]
+            if template is None and image is None:
+                suffix = "" if arch == "amd64" else "_ARM64"
+                raise ConfigError(
+                    f"{PREFIX}ARCHITECTURES has {arch} but neither "
+                    f"{PREFIX}LAUNCH_TEMPLATE{suffix} nor {PREFIX}IMAGE_ID{suffix} is set: "
+                    f"set the {arch} nodes' launch template in {VALUES_FILE}"
+                    + (f", or drop {arch} from {PREFIX}ARCHITECTURES" if arch == "arm64" else "")
+                )
+            out[arch] = (template, image)
+        return out
+
+    @property
     def cloud_name(self) -> str:
         return "local" if self.local else self.cloud
 
@@ -143,4 +204,4 @@ def load_settings(**overrides: object) -> ProvisionerSettings:
     return load(ProvisionerSettings, PREFIX, **overrides)
 
 
-__all__ = ["PREFIX", "ProvisionerSettings", "default_identity", "load_settings"]
+__all__ = ["PREFIX", "VALUES_FILE", "ProvisionerSettings", "default_identity", "load_settings"]

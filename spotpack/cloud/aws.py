@@ -10,7 +10,9 @@ How a launch goes:
    moto ignores it altogether (a repeated CreateFleet launches again).
 2. **One CreateFleet of type instant** with every candidate as a launch
    template override (one per instance type and zone, the zone given by its
-   subnet, since an instant fleet override takes one subnet), total capacity
+   subnet, since an instant fleet override takes one subnet), grouped into one
+   launch template config per CPU architecture (an AMI boots one: amd64
+   types under the amd64 template, arm64 under the arm64 one), total capacity
    1, ``DefaultTargetCapacityType`` spot or on-demand; spot uses the
    ``price-capacity-optimized`` allocation strategy (AWS's recommendation:
    the cheapest of the pools least likely to be interrupted), on-demand
@@ -23,11 +25,14 @@ How a launch goes:
 4. **Read the instance back** (DescribeInstances by id, retried briefly since
    a new instance may not be visible yet) for its zone, type and DNS name.
 
-CreateFleet needs a launch template. Production passes one (user data, AMI,
-security groups, instance profile: the node's bootstrap is not ours to
+CreateFleet needs a launch template per architecture it may launch
+(``architectures``, default amd64 only). Production passes them (user data,
+AMI, security groups, instance profile: the node's bootstrap is not ours to
 invent); without one, :meth:`AwsProvider.ensure_launch_template` creates a
-minimal ``spotpack-<cluster>`` template holding only ``image_id``, which is
-what tests against moto and quick trials need. RunInstances is not used:
+minimal ``spotpack-<cluster>`` (``spotpack-<cluster>-arm64``) template holding
+only the image id, which is what tests against moto and quick trials need.
+Each type's architecture comes from ``instance_arch`` (the catalog's); a type
+of an architecture without a template is never sent. RunInstances is not used:
 CreateFleet works in moto and in every commercial region.
 
 IAM: ``ec2:CreateFleet``, ``ec2:RunInstances`` (a fleet launches through it),
@@ -69,7 +74,9 @@ from spotpack.cloud.base import (
     OfferingCache,
 )
 from spotpack.cloud.ec2_fleet import (
+    DEFAULT_ARCH,
     FleetError,
+    FleetRequest,
     build_fleet_request,
     capacity_offerings,
     fleet_failure,
@@ -112,6 +119,10 @@ class AwsProvider:
         endpoint_url: str | None = None,
         session: boto3.session.Session | None = None,
         image_id: str | None = None,
+        launch_template_arm64: str | None = None,
+        image_id_arm64: str | None = None,
+        architectures: Sequence[str] = (DEFAULT_ARCH,),
+        instance_arch: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         offering_cache: OfferingCache | None = None,
         max_attempts: int = 3,
@@ -125,14 +136,27 @@ class AwsProvider:
             raise ConfigError("AwsProvider needs a cluster name: it tags and finds instances by it")
         if not subnet_by_zone:
             raise ConfigError("AwsProvider needs subnet_by_zone: a subnet per zone to launch in")
-        if launch_template is None and image_id is None:
-            raise ConfigError(
-                "AwsProvider needs a launch template, or an image id to create a minimal one"
-            )
+        given = {
+            "amd64": (launch_template, image_id),
+            "arm64": (launch_template_arm64, image_id_arm64),
+        }
+        self.templates: dict[str, tuple[str | None, str | None]] = {}
+        for arch in architectures:
+            if arch not in given:
+                raise ConfigError(f"AwsProvider: unknown architecture {arch!r} (amd64, arm64)")
+            if given[arch] == (None, None):
+                raise ConfigError(
+                    f"AwsProvider needs a launch template for {arch}, "
+                    "or an image id to create a minimal one"
+                )
+            self.templates[arch] = given[arch]
+        if not self.templates:
+            raise ConfigError("AwsProvider needs at least one architecture to launch")
         self.region = region
         self.cluster_name = cluster_name
         self.launch_template = launch_template
         self.image_id = image_id
+        self.instance_arch = dict(instance_arch) if instance_arch is not None else None
         self.subnet_by_zone = dict(subnet_by_zone)
         self.zone_of_subnet = {subnet: zone for zone, subnet in self.subnet_by_zone.items()}
         self.offering_cache = offering_cache
@@ -140,7 +164,7 @@ class AwsProvider:
         self._sleep = sleep
         self._readback_attempts = max(1, readback_attempts)
         self._readback_delay = readback_delay
-        self._template_id: str | None = None
+        self._template_ids: dict[str, str] = {}
         config = client_config(
             max_attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
@@ -164,29 +188,13 @@ class AwsProvider:
             )
             return existing
         request = self._without_unavailable(req)
-        params, skipped = build_fleet_request(
-            request,
-            template=self._template_spec(),
-            subnet_by_zone=self.subnet_by_zone,
-            cluster_name=self.cluster_name,
-        )
-        if skipped:
-            log.warning(
-                "no subnet configured for some candidate zones; skipping them",
-                extra={"claim": req.claim_id, "zones": skipped},
-            )
-        if not params["LaunchTemplateConfigs"][0]["Overrides"]:
-            raise LaunchRefused(
-                f"claim {req.claim_id}: no subnet for any candidate zone ({', '.join(skipped)}); "
-                "fix: add the zones to subnet_by_zone",
-                code="NoSubnet",
-            )
+        fleet = self._fleet_request(request)
         try:
             with translated("EC2", "CreateFleet", offerings=request.offerings()):
-                response = self.client.create_fleet(**params)
+                response = self.client.create_fleet(**fleet.params)
         except LaunchRefused as exc:
             if exc.code.startswith(("InvalidLaunchTemplateId", "InvalidLaunchTemplateName")):
-                self._template_id = None  # deleted behind our back: look it up again next time
+                self._template_ids.clear()  # deleted behind our back: look up again next time
             raise
         result = parse_fleet_response(
             response, zone_of_subnet=self.zone_of_subnet, capacity=req.capacity
@@ -213,6 +221,47 @@ class AwsProvider:
             },
         )
         return instance
+
+    def _fleet_request(self, request: LaunchRequest) -> FleetRequest:
+        """The CreateFleet parameters; refused when no candidate can be sent at all."""
+        arches = {a for t, _ in request.candidates if (a := self._arch(t)) in self.templates}
+        fleet = build_fleet_request(
+            request,
+            templates={arch: self._template_spec(arch) for arch in sorted(arches)},
+            subnet_by_zone=self.subnet_by_zone,
+            cluster_name=self.cluster_name,
+            arch_of=self.instance_arch,
+        )
+        claim = request.claim_id
+        if fleet.no_subnet:
+            log.warning(
+                "no subnet configured for some candidate zones; skipping them",
+                extra={"claim": claim, "zones": fleet.no_subnet},
+            )
+        if fleet.no_template:
+            log.warning(
+                "no launch template for the architecture of some candidate types; skipping them",
+                extra={"claim": claim, "types": fleet.no_template, "have": sorted(self.templates)},
+            )
+        if fleet.overrides:
+            return fleet
+        if fleet.no_subnet:
+            raise LaunchRefused(
+                f"claim {claim}: no subnet for any candidate zone ({', '.join(fleet.no_subnet)}); "
+                "fix: add the zones to subnet_by_zone",
+                code="NoSubnet",
+            )
+        raise LaunchRefused(
+            f"claim {claim}: no launch template for the architecture of any candidate "
+            f"({', '.join(fleet.no_template)}); launch templates are configured for "
+            f"{', '.join(sorted(self.templates))}",
+            code="NoLaunchTemplate",
+        )
+
+    def _arch(self, instance_type: str) -> str | None:
+        if self.instance_arch is None:
+            return DEFAULT_ARCH
+        return self.instance_arch.get(instance_type)
 
     def _without_unavailable(self, req: LaunchRequest) -> LaunchRequest:
         """``req`` without the offerings the cache says are out of capacity right now."""
@@ -280,50 +329,53 @@ class AwsProvider:
 
     @property
     def template_name(self) -> str:
-        return f"spotpack-{self.cluster_name}"
+        """The minimal amd64 template's name (see :meth:`template_name_for`)."""
+        return self.template_name_for(DEFAULT_ARCH)
 
-    def _template_spec(self) -> dict[str, str]:
-        if self.launch_template:
-            key = (
-                "LaunchTemplateId"
-                if self.launch_template.startswith("lt-")
-                else "LaunchTemplateName"
-            )
-            return {key: self.launch_template, "Version": "$Default"}
-        return {"LaunchTemplateId": self.ensure_launch_template(), "Version": "$Latest"}
+    def template_name_for(self, arch: str) -> str:
+        """``spotpack-<cluster>`` for amd64, ``spotpack-<cluster>-<arch>`` otherwise."""
+        base = f"spotpack-{self.cluster_name}"
+        return base if arch == DEFAULT_ARCH else f"{base}-{arch}"
 
-    def ensure_launch_template(self) -> str:
-        """The id of ``spotpack-<cluster>``, created with ``image_id`` when it does not exist.
+    def _template_spec(self, arch: str) -> dict[str, str]:
+        template, _ = self.templates[arch]
+        if template:
+            key = "LaunchTemplateId" if template.startswith("lt-") else "LaunchTemplateName"
+            return {key: template, "Version": "$Default"}
+        return {"LaunchTemplateId": self.ensure_launch_template(arch), "Version": "$Latest"}
+
+    def ensure_launch_template(self, arch: str = DEFAULT_ARCH) -> str:
+        """The id of the minimal template of ``arch``, created with its image when missing.
 
         An existing template is used as it is (its image is not compared):
         delete it to change the image. Two provisioners racing to create it
         both end up with the one that won.
         """
-        if self._template_id is not None:
-            return self._template_id
-        template_id = self._lookup_template()
+        found = self._template_ids.get(arch)
+        if found is not None:
+            return found
+        name = self.template_name_for(arch)
+        template_id = self._lookup_template(name)
         if template_id is None:
             try:
-                template_id = self._create_template()
+                template_id = self._create_template(name, self.templates[arch][1])
             except LaunchRefused as exc:
                 if exc.code != "InvalidLaunchTemplateName.AlreadyExistsException":
                     raise
-                template_id = self._lookup_template()
+                template_id = self._lookup_template(name)
         if template_id is None:
             raise CloudError(
-                f"launch template {self.template_name} neither exists nor can be created",
+                f"launch template {name} neither exists nor can be created",
                 code="NoLaunchTemplate",
                 retryable=True,
             )
-        self._template_id = template_id
+        self._template_ids[arch] = template_id
         return template_id
 
-    def _lookup_template(self) -> str | None:
+    def _lookup_template(self, name: str) -> str | None:
         try:
             with translated("EC2", "DescribeLaunchTemplates"):
-                response = self.client.describe_launch_templates(
-                    LaunchTemplateNames=[self.template_name]
-                )
+                response = self.client.describe_launch_templates(LaunchTemplateNames=[name])
         except LaunchRefused as exc:
             if exc.code.startswith("InvalidLaunchTemplateName.NotFound"):
                 return None
@@ -331,11 +383,11 @@ class AwsProvider:
         templates = response.get("LaunchTemplates") or []
         return str(templates[0]["LaunchTemplateId"]) if templates else None
 
-    def _create_template(self) -> str:
+    def _create_template(self, name: str, image_id: str | None) -> str:
         with translated("EC2", "CreateLaunchTemplate"):
             response = self.client.create_launch_template(
-                LaunchTemplateName=self.template_name,
-                LaunchTemplateData={"ImageId": self.image_id},
+                LaunchTemplateName=name,
+                LaunchTemplateData={"ImageId": image_id},
                 TagSpecifications=[
                     {
                         "ResourceType": "launch-template",
@@ -346,7 +398,7 @@ class AwsProvider:
         template_id = str(response["LaunchTemplate"]["LaunchTemplateId"])
         log.info(
             "created launch template",
-            extra={"template": self.template_name, "id": template_id, "image": self.image_id},
+            extra={"template": name, "id": template_id, "image": image_id},
         )
         return template_id
 

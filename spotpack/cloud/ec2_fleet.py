@@ -44,33 +44,71 @@ def instance_tags(req: LaunchRequest, cluster_name: str) -> dict[str, str]:
     }
 
 
+DEFAULT_ARCH = "amd64"
+"""The architecture of every type when the provider is given no type -> architecture map."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRequest:
+    """CreateFleet parameters, and the candidates left out of them (and why)."""
+
+    params: dict[str, Any]
+    no_subnet: tuple[str, ...] = ()
+    """Zones of candidates without a configured subnet."""
+    no_template: tuple[str, ...] = ()
+    """Instance types of an architecture without a launch template (or of none known)."""
+
+    @property
+    def overrides(self) -> int:
+        return sum(len(c["Overrides"]) for c in self.params["LaunchTemplateConfigs"])
+
+
 def build_fleet_request(
     req: LaunchRequest,
     *,
-    template: Mapping[str, str],
+    templates: Mapping[str, Mapping[str, str]],
     subnet_by_zone: Mapping[str, str],
     cluster_name: str,
-) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """CreateFleet parameters for ``req``, and the zones skipped for want of a subnet."""
-    overrides: list[dict[str, str]] = []
-    skipped: list[str] = []
+    arch_of: Mapping[str, str] | None = None,
+) -> FleetRequest:
+    """CreateFleet parameters for ``req``: one launch template config per architecture.
+
+    ``templates`` maps an architecture (``amd64``, ``arm64``) to its
+    LaunchTemplateSpecification: an AMI boots one architecture, so each
+    override goes under the template of its type's architecture (``arch_of``;
+    without it every type is taken as amd64). One request carries them all,
+    so EC2's allocation strategy still chooses among every candidate. Types
+    of an architecture without a template, and zones without a subnet, are
+    left out and reported.
+    """
+    grouped: dict[str, list[dict[str, str]]] = {}
+    no_subnet: list[str] = []
+    no_template: list[str] = []
     seen: set[tuple[str, str]] = set()
+    count = 0
     for instance_type, zone in req.candidates:
+        arch = DEFAULT_ARCH if arch_of is None else arch_of.get(instance_type)
+        if arch is None or arch not in templates:
+            if instance_type not in no_template:
+                no_template.append(instance_type)
+            continue
         subnet = subnet_by_zone.get(zone)
         if subnet is None:
-            if zone not in skipped:
-                skipped.append(zone)
+            if zone not in no_subnet:
+                no_subnet.append(zone)
             continue
-        if (instance_type, subnet) in seen or len(overrides) >= MAX_OVERRIDES:
+        if (instance_type, subnet) in seen or count >= MAX_OVERRIDES:
             continue
         seen.add((instance_type, subnet))
-        overrides.append({"InstanceType": instance_type, "SubnetId": subnet})
+        count += 1
+        grouped.setdefault(arch, []).append({"InstanceType": instance_type, "SubnetId": subnet})
     tags = [{"Key": k, "Value": v} for k, v in sorted(instance_tags(req, cluster_name).items())]
     params: dict[str, Any] = {
         "Type": "instant",
         "ClientToken": req.client_token,
         "LaunchTemplateConfigs": [
-            {"LaunchTemplateSpecification": dict(template), "Overrides": overrides}
+            {"LaunchTemplateSpecification": dict(templates[arch]), "Overrides": overrides}
+            for arch, overrides in grouped.items()
         ],
         "TargetCapacitySpecification": {
             "TotalTargetCapacity": 1,
@@ -85,7 +123,7 @@ def build_fleet_request(
         params["SpotOptions"] = {"AllocationStrategy": SPOT_STRATEGY}
     else:
         params["OnDemandOptions"] = {"AllocationStrategy": ON_DEMAND_STRATEGY}
-    return params, tuple(skipped)
+    return FleetRequest(params, tuple(no_subnet), tuple(no_template))
 
 
 def narrowed_token(token: str, candidates: Iterable[tuple[str, str]]) -> str:
@@ -214,10 +252,12 @@ def instance_from_ec2(item: Mapping[str, Any]) -> Instance:
 
 
 __all__ = [
+    "DEFAULT_ARCH",
     "MAX_OVERRIDES",
     "ON_DEMAND_STRATEGY",
     "SPOT_STRATEGY",
     "FleetError",
+    "FleetRequest",
     "FleetResult",
     "build_fleet_request",
     "capacity_offerings",

@@ -95,19 +95,25 @@ def offerings_from_catalog(
     gpu_overhead: Resources | None = None,
     split: int = DEFAULT_SPLIT,
     types: Iterable[str] | None = None,
+    arches: Iterable[str] | None = None,
 ) -> list[Offering]:
     """One offering per type x zone x capacity type the catalog prices, sorted by price.
 
     ``zones`` default to the region's zones in the catalog; ``types`` restricts
-    the instance types (for a NodePool's allow-list). Types whose allocatable is
-    empty after the overhead are left out: nothing could run on them.
+    the instance types (for a NodePool's allow-list), ``arches`` their CPU
+    architectures (the nodes the cloud can boot: one image per architecture).
+    Types whose allocatable is empty after the overhead are left out: nothing
+    could run on them.
     """
     region = region or catalog.region
     zone_list = sorted(zones) if zones is not None else sorted(catalog.regions.get(region, ()))
     allowed = None if types is None else frozenset(types)
+    allowed_arches = None if arches is None else frozenset(arches)
     out: list[Offering] = []
     for itype in catalog.types(region):
         if allowed is not None and itype.name not in allowed:
+            continue
+        if allowed_arches is not None and itype.arch not in allowed_arches:
             continue
         extra = gpu_overhead if (itype.gpu is not None and gpu_overhead is not None) else overhead
         alloc = allocatable(itype.vcpu, itype.memory_mib, extra)
@@ -198,6 +204,19 @@ def _offering(
     )
 
 
+def arch_refusal(arch: frozenset[str] | None, allowed: Iterable[str]) -> str | None:
+    """Why a pod pinned to ``arch`` gets no new node when only ``allowed`` may launch, or None.
+
+    A pod that pins no architecture (None) takes any allowed one; a pod pinned
+    to some of them keeps only those (the offerings have no others).
+    """
+    permitted = frozenset(allowed)
+    if arch is None or arch & permitted:
+        return None
+    asked = "/".join(sorted(arch)) or "no architecture"
+    return f"asks kubernetes.io/arch {asked}; new nodes may be {'/'.join(sorted(permitted))}"
+
+
 def offering_gpus(offering: Offering, node: str = "new") -> NodeGPUs | None:
     """The cards a new node of ``offering`` registers (HAMi split as slots); None without GPUs."""
     spec = offering.gpu
@@ -233,6 +252,7 @@ __all__ = [
     "MAX_PODS_CAP",
     "VM_MEMORY_OVERHEAD",
     "allocatable",
+    "arch_refusal",
     "in_flight_node",
     "kube_reserved_cpu_m",
     "kube_reserved_mem_mib",

@@ -38,6 +38,7 @@ from spotpack.cloud.base import (
 )
 from spotpack.cloud.ec2_fleet import narrowed_token
 from spotpack.cloud.fake import SimulatedCrash
+from spotpack.errors import ConfigError
 from tests.integration.moto_server import (
     REGION,
     Moto,
@@ -451,6 +452,122 @@ def test_zones_without_a_subnet_are_refused(moto: Moto, network: Network, cluste
     req = LaunchRequest.for_claim("claim-far", [("m5.large", "us-east-1f")], "spot")
     with pytest.raises(LaunchRefused, match="no subnet"):
         provider.launch(req)
+
+
+# --- one launch template per architecture ------------------------------------------------------
+
+ARCH_OF = {"m5.large": "amd64", "c5.large": "amd64", "m6g.large": "arm64", "c6g.large": "arm64"}
+
+
+def _arm_image(moto: Moto) -> str:
+    """An arm64 AMI of moto's: the template of arm64 nodes must not boot an x86 one."""
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
+    try:
+        images = ec2.describe_images(
+            Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["arm64"]}]
+        )["Images"]
+    finally:
+        ec2.close()
+    return str(images[0]["ImageId"]) if images else "ami-arm64"
+
+
+def _image_of_template(moto: Moto, name: str) -> str:
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
+    try:
+        versions = ec2.describe_launch_template_versions(LaunchTemplateName=name)
+    finally:
+        ec2.close()
+    return str(versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]["ImageId"])
+
+
+def test_arm64_types_launch_from_the_arm64_template(
+    moto: Moto, network: Network, cluster: str
+) -> None:
+    arm_image = _arm_image(moto)
+    provider = _provider(
+        moto,
+        network,
+        cluster,
+        image_id_arm64=arm_image,
+        architectures=("amd64", "arm64"),
+        instance_arch=ARCH_OF,
+    )
+    fleets = _record(provider, "CreateFleet")
+
+    instance = provider.launch(
+        LaunchRequest.for_claim("claim-arm", [("m6g.large", ZONE_A), ("c6g.large", ZONE_B)], "spot")
+    )
+
+    assert instance.instance_type == "m6g.large"
+    (config,) = fleets[0]["LaunchTemplateConfigs"]
+    arm_template = provider.ensure_launch_template("arm64")
+    assert config["LaunchTemplateSpecification"]["LaunchTemplateId"] == arm_template
+    assert _image_of_template(moto, f"spotpack-{cluster}-arm64") == arm_image
+    # Only the architecture asked for gets a template: no x86 one was created for this launch.
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
+    names = [
+        t["LaunchTemplateName"]
+        for t in ec2.describe_launch_templates(
+            Filters=[{"Name": "launch-template-name", "Values": [f"spotpack-{cluster}*"]}]
+        )["LaunchTemplates"]
+    ]
+    ec2.close()
+    assert names == [f"spotpack-{cluster}-arm64"]
+
+
+def test_mixed_candidates_go_in_one_fleet_with_a_config_per_architecture(
+    moto: Moto, network: Network, cluster: str
+) -> None:
+    provider = _provider(
+        moto,
+        network,
+        cluster,
+        launch_template_arm64=None,
+        image_id_arm64=_arm_image(moto),
+        architectures=("amd64", "arm64"),
+        instance_arch=ARCH_OF,
+    )
+    fleets = _record(provider, "CreateFleet")
+
+    provider.launch(
+        LaunchRequest.for_claim(
+            "claim-mixed",
+            [("m5.large", ZONE_A), ("m6g.large", ZONE_A), ("c5.large", ZONE_B)],
+            "spot",
+        )
+    )
+
+    configs = fleets[0]["LaunchTemplateConfigs"]
+    by_template = {
+        c["LaunchTemplateSpecification"]["LaunchTemplateId"]: [
+            o["InstanceType"] for o in c["Overrides"]
+        ]
+        for c in configs
+    }
+    assert by_template == {
+        provider.ensure_launch_template("amd64"): ["m5.large", "c5.large"],
+        provider.ensure_launch_template("arm64"): ["m6g.large"],
+    }
+    assert len(_claimed(moto, cluster, "claim-mixed")) == 1
+
+
+def test_without_an_arm64_template_arm64_types_are_refused_not_booted_on_x86(
+    moto: Moto, network: Network, cluster: str
+) -> None:
+    provider = _provider(moto, network, cluster, instance_arch=ARCH_OF)  # amd64 only
+    fleets = _record(provider, "CreateFleet")
+    with pytest.raises(LaunchRefused, match="no launch template for the architecture") as info:
+        provider.launch(LaunchRequest.for_claim("claim-arm", [("m6g.large", ZONE_A)], "spot"))
+    assert info.value.code == "NoLaunchTemplate"
+    assert fleets == []
+    assert _claimed(moto, cluster, "claim-arm") == []
+
+
+def test_an_architecture_without_template_or_image_is_a_config_error(
+    moto: Moto, network: Network, cluster: str
+) -> None:
+    with pytest.raises(ConfigError, match="launch template for arm64"):
+        _provider(moto, network, cluster, architectures=("amd64", "arm64"))
 
 
 # --- crash between CreateFleet and recording the claim ---------------------------------------

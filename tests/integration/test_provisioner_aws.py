@@ -31,7 +31,7 @@ from spotpack.cloud.aws import AwsProvider
 from spotpack.cloud.base import CLAIM_TAG, CLUSTER_TAG, Instance, LaunchRequest
 from spotpack.cloud.fake import SimulatedCrash
 from spotpack.devcluster import DevCluster
-from spotpack.errors import CloudError
+from spotpack.errors import CloudError, ConfigError
 from spotpack.kube import api_client_for_url
 from tests.integration.moto_server import (
     REGION,
@@ -290,3 +290,103 @@ def test_an_adopted_instance_nobody_needs_is_terminated_at_the_registration_time
         for informer in svc.informers:
             informer.stop()
         fresh.close()
+
+
+# --- architectures ---------------------------------------------------------------------------
+
+
+def arm_pod(name: str) -> dict[str, Any]:
+    pod = pod_manifest(name, cpu="250m", memory="256Mi")
+    pod["spec"]["nodeSelector"] = {"kubernetes.io/arch": "arm64"}
+    return pod
+
+
+def arch_service(
+    moto: Moto, network: Network, cluster: DevCluster, clients: list[Any], name: str, **kw: Any
+) -> Service:
+    """A provisioner that builds its own AwsProvider from the settings, as in production."""
+    client = api_client_for_url(cluster.url)
+    clients.append(client)
+    return started(build_service(settings(moto, network, name, **kw), api_client=client))
+
+
+def arches_of(moto: Moto, instances: list[dict[str, Any]]) -> list[str]:
+    ec2 = fake_session().client("ec2", endpoint_url=moto.url)
+    try:
+        types = sorted({i["InstanceType"] for i in instances})
+        found = ec2.describe_instance_types(InstanceTypes=types)["InstanceTypes"]
+    finally:
+        ec2.close()
+    return sorted({a for t in found for a in t["ProcessorInfo"]["SupportedArchitectures"]})
+
+
+def test_by_default_only_amd64_is_launched_and_an_arm64_pod_is_told_why(
+    moto: Moto, network: Network, cluster: DevCluster, clients: list[Any]
+) -> None:
+    name = f"arch-{uuid.uuid4().hex[:8]}"
+    cluster.store.create("pods", pod_manifest("free", cpu="250m", memory="256Mi"))
+    cluster.store.create("pods", arm_pod("graviton"))
+    svc = arch_service(moto, network, cluster, clients, name)
+    try:
+        tick_until(svc, lambda: bool(tagged(moto, name)), "a launch for the free pod")
+        tick_until(
+            svc, lambda: "default/graviton" in svc.controller.unplaceable, "the arm64 pod refused"
+        )
+        reason = svc.controller.unplaceable["default/graviton"]
+        assert "kubernetes.io/arch arm64" in reason
+        assert "SPOTPACK_PROVISIONER_ARCHITECTURES" in reason
+        instances = tagged(moto, name)
+        assert len(instances) == 1
+        assert arches_of(moto, instances) == ["x86_64"]
+        events, _ = cluster.store.list("events")
+        told = [e for e in events if e["involvedObject"]["name"] == "graviton"]
+        assert any(e["reason"] == "ProvisioningFailed" for e in told), told
+    finally:
+        for informer in svc.informers:
+            informer.stop()
+        svc.controller.parts.provider.terminate([i["InstanceId"] for i in tagged(moto, name)])
+
+
+def test_with_arm64_allowed_an_arm64_pod_launches_from_the_arm64_template(
+    moto: Moto, network: Network, cluster: DevCluster, clients: list[Any]
+) -> None:
+    name = f"arch-{uuid.uuid4().hex[:8]}"
+    cluster.store.create("pods", arm_pod("graviton"))
+    svc = arch_service(
+        moto,
+        network,
+        cluster,
+        clients,
+        name,
+        architectures=["amd64", "arm64"],
+        image_id_arm64=network.image_id,  # moto does not check an AMI's architecture
+    )
+    try:
+        tick_until(svc, lambda: bool(tagged(moto, name)), "a launch for the arm64 pod")
+        (instance,) = tagged(moto, name)
+        assert arches_of(moto, [instance]) == ["arm64"]
+        ec2 = fake_session().client("ec2", endpoint_url=moto.url)
+        try:
+            template = ec2.describe_launch_templates(LaunchTemplateNames=[f"spotpack-{name}-arm64"])
+        finally:
+            ec2.close()
+        assert len(template["LaunchTemplates"]) == 1
+    finally:
+        for informer in svc.informers:
+            informer.stop()
+        svc.controller.parts.provider.terminate([i["InstanceId"] for i in tagged(moto, name)])
+
+
+def test_arm64_allowed_without_an_arm64_template_fails_at_start(
+    moto: Moto, network: Network, cluster: DevCluster, clients: list[Any]
+) -> None:
+    client = api_client_for_url(cluster.url)
+    clients.append(client)
+    with pytest.raises(ConfigError) as info:
+        build_service(
+            settings(moto, network, "arch-x", architectures=["amd64", "arm64"]), api_client=client
+        )
+    message = str(info.value)
+    assert "SPOTPACK_PROVISIONER_LAUNCH_TEMPLATE_ARM64" in message
+    assert "deploy/values/spotpack.env" in message
+    assert "\n" not in message

@@ -127,13 +127,16 @@ def _req(capacity: Any = "spot") -> LaunchRequest:
 
 
 def test_fleet_request() -> None:
-    params, skipped = build_fleet_request(
+    fleet = build_fleet_request(
         _req(),
-        template={"LaunchTemplateId": "lt-1", "Version": "$Latest"},
+        templates={"amd64": {"LaunchTemplateId": "lt-1", "Version": "$Latest"}},
         subnet_by_zone=SUBNETS,
         cluster_name="prod",
     )
-    assert skipped == ("us-east-1c",)
+    params = fleet.params
+    assert fleet.no_subnet == ("us-east-1c",)
+    assert fleet.no_template == ()
+    assert fleet.overrides == 2
     assert params["Type"] == "instant"
     assert params["ClientToken"] == _req().client_token
     (config,) = params["LaunchTemplateConfigs"]
@@ -149,14 +152,61 @@ def test_fleet_request() -> None:
         "Name": "prod/claim-1",
         "team": "ml",
     }
-    on_demand, _ = build_fleet_request(
+    on_demand = build_fleet_request(
         _req("on-demand"),
-        template={"LaunchTemplateName": "t", "Version": "$Default"},
+        templates={"amd64": {"LaunchTemplateName": "t", "Version": "$Default"}},
         subnet_by_zone=SUBNETS,
         cluster_name="prod",
-    )
+    ).params
     assert on_demand["OnDemandOptions"] == {"AllocationStrategy": "lowest-price"}
     assert "SpotOptions" not in on_demand
+
+
+def test_fleet_request_has_one_launch_template_config_per_architecture() -> None:
+    req = LaunchRequest.for_claim(
+        "claim-1",
+        [
+            ("m6g.large", "us-east-1a"),
+            ("m5.large", "us-east-1a"),
+            ("c6g.large", "us-east-1b"),
+            ("x9.large", "us-east-1a"),  # not in the map: never sent
+        ],
+        "spot",
+    )
+    templates = {
+        "arm64": {"LaunchTemplateName": "nodes-arm", "Version": "$Default"},
+        "amd64": {"LaunchTemplateName": "nodes-x86", "Version": "$Default"},
+    }
+    arch_of = {"m6g.large": "arm64", "c6g.large": "arm64", "m5.large": "amd64"}
+    fleet = build_fleet_request(
+        req, templates=templates, subnet_by_zone=SUBNETS, cluster_name="prod", arch_of=arch_of
+    )
+    # In the candidates' order of preference: arm64 first, then amd64.
+    assert fleet.params["LaunchTemplateConfigs"] == [
+        {
+            "LaunchTemplateSpecification": templates["arm64"],
+            "Overrides": [
+                {"InstanceType": "m6g.large", "SubnetId": "subnet-a"},
+                {"InstanceType": "c6g.large", "SubnetId": "subnet-b"},
+            ],
+        },
+        {
+            "LaunchTemplateSpecification": templates["amd64"],
+            "Overrides": [{"InstanceType": "m5.large", "SubnetId": "subnet-a"}],
+        },
+    ]
+    assert fleet.no_template == ("x9.large",)
+    # Without an arm64 template the Graviton types are left out, never put under the x86 one.
+    x86_only = build_fleet_request(
+        req,
+        templates={"amd64": templates["amd64"]},
+        subnet_by_zone=SUBNETS,
+        cluster_name="prod",
+        arch_of=arch_of,
+    )
+    (config,) = x86_only.params["LaunchTemplateConfigs"]
+    assert config["Overrides"] == [{"InstanceType": "m5.large", "SubnetId": "subnet-a"}]
+    assert x86_only.no_template == ("m6g.large", "c6g.large", "x9.large")
 
 
 def _error(itype: str, subnet: str, code: str) -> dict[str, Any]:

@@ -58,7 +58,10 @@ ENTRIES = {
     "deploy": m.DEPLOY_DIR,
     **{f"overlays/{p.name}": p for p in sorted(OVERLAYS.iterdir()) if p.is_dir()},
 }
-EXPECTED_OVERLAYS = {"cert-manager", "aws-irsa", "aws-secret", "kind"}
+EXPECTED_OVERLAYS = {"cert-manager", "aws-irsa", "aws-secret", "kind", "with-karpenter"}
+WITHOUT_PROVISIONER = {"overlays/with-karpenter"}
+"""Entries for clusters whose nodes come from Karpenter: spotpack's provisioner left out."""
+WITH_PROVISIONER = [e for e in ENTRIES if e not in WITHOUT_PROVISIONER]
 K8S_VERSIONS = ("1.28", "1.30", m.schema_versions()[-1])
 CRD_KINDS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
 
@@ -217,13 +220,19 @@ def test_overlays_list_the_same_resources_and_one_certificate_source() -> None:
     sources = {"cert-job", "cert-manager"}
     for overlay in EXPECTED_OVERLAYS:
         doc = _kustomization(OVERLAYS / overlay)
-        assert [(OVERLAYS / overlay / r).resolve() for r in doc["resources"]] == resources
+        expected = resources
+        if f"overlays/{overlay}" in WITHOUT_PROVISIONER:
+            expected = [r for r in resources if r != (m.DEPLOY_DIR / "provisioner").resolve()]
+            assert len(expected) == len(resources) - 1
+        assert [(OVERLAYS / overlay / r).resolve() for r in doc["resources"]] == expected
         components = [Path(c).name for c in doc["components"]]
         assert len(sources & set(components)) == 1, f"{overlay}: one way to get certificates"
         assert components == sorted(components, key=lambda c: c not in sources), (
             "certificates first"
         )
-        if overlay != "cert-manager":
+        if f"overlays/{overlay}" in WITHOUT_PROVISIONER:
+            assert components == ["cert-job"]
+        elif overlay != "cert-manager":
             assert components == ["cert-job", overlay]
 
 
@@ -271,7 +280,9 @@ def test_every_spotpack_variable_is_a_setting_that_parses(
         # Raises on a value the service would refuse at start.
         settings_from(monkeypatch, SETTINGS[prefix], env)
         seen.add(command)
-    assert seen == set(SERVICE_OF_COMMAND)
+    assert seen == set(SERVICE_OF_COMMAND) - (
+        {"provisioner"} if entry in WITHOUT_PROVISIONER else set()
+    )
 
 
 def test_values_file_names_settings_and_is_not_shadowed() -> None:
@@ -305,8 +316,11 @@ def test_values_file_states_the_role_defaults(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize("entry", list(ENTRIES))
 def test_shared_values_reach_every_service(entry: str) -> None:
     objs = rendered(entry)
+    running = set(SETTINGS)
+    if entry in WITHOUT_PROVISIONER:
+        running.discard("SPOTPACK_PROVISIONER_")
     for shared, field in SHARED.items():
-        readers = {p for p, kind in SETTINGS.items() if field in kind.model_fields}
+        readers = {p for p, kind in SETTINGS.items() if field in kind.model_fields and p in running}
         assert readers, shared
         got = {p: service_env(objs, p).get(p + field.upper()) for p in readers}
         values = m.find(objs, "ConfigMap", VALUES_MAP)["data"]
@@ -459,7 +473,7 @@ PROVISIONER_WHERE = {
 }
 
 
-@pytest.mark.parametrize("entry", list(ENTRIES))
+@pytest.mark.parametrize("entry", WITH_PROVISIONER)
 def test_provisioner_may_make_its_calls_and_nothing_else(entry: str) -> None:
     check_provisioner_rbac(rendered(entry), entry)
 
@@ -489,7 +503,7 @@ def check_provisioner_rbac(objs: list[Obj], entry: str = "deploy") -> None:
 
 
 def test_only_the_local_cloud_may_create_nodes() -> None:
-    for entry in ENTRIES:
+    for entry in WITH_PROVISIONER:
         objs = rendered(entry)
         local = service_env(objs, "SPOTPACK_PROVISIONER_")["SPOTPACK_PROVISIONER_CLOUD"] == "local"
         who = m.service_account(NS, PROVISIONER)
@@ -612,7 +626,7 @@ def test_rbac_checks_catch_broken_copies(check: Any, target: str, path: str, cha
 PROVISIONER_PORT = 8080
 
 
-@pytest.mark.parametrize("entry", list(ENTRIES))
+@pytest.mark.parametrize("entry", WITH_PROVISIONER)
 def test_provisioner_deployment(entry: str) -> None:
     objs = rendered(entry)
     dep = m.find(objs, "Deployment", PROVISIONER)
@@ -654,6 +668,40 @@ def test_provisioner_deployment(entry: str) -> None:
         netpol["spec"]["podSelector"],
     ):
         assert selector["matchLabels"] and m.selector_matches(selector, labels)
+
+
+@pytest.mark.parametrize("entry", sorted(WITHOUT_PROVISIONER))
+def test_karpenter_overlay_has_everything_but_the_provisioner(entry: str) -> None:
+    """Karpenter brings the nodes: webhook, scheduler profile, certificates, values, catalog only."""
+    objs = rendered(entry)
+    full = {ident(o) for o in rendered()}
+    provisioner = {ident(o) for o in m.render(m.DEPLOY_DIR / "provisioner").objects}
+    assert provisioner and {ident(o) for o in objs} == full - provisioner
+    assert not [
+        ident(o)
+        for o in objs
+        if "provisioner" in o["metadata"]["name"]
+        or o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "provisioner"
+    ]
+    for kind, name in (
+        ("Deployment", "spotpack-webhook"),
+        ("Deployment", "spotpack-scheduler"),
+        ("MutatingWebhookConfiguration", "spotpack"),
+        ("Job", CERTS),
+        ("CronJob", "spotpack-certs-renew"),
+        ("ConfigMap", VALUES_MAP),
+        ("ConfigMap", CATALOG_MAP),
+    ):
+        assert m.find(objs, kind, name), (kind, name)
+    # No role of ours changes nodes or evicts pods: that was the provisioner's.
+    for role in [*m.iter_kind(objs, "ClusterRole"), *m.iter_kind(objs, "Role")]:
+        for rule in role.get("rules") or []:
+            resources, verbs = set(rule.get("resources", [])), set(rule.get("verbs", []))
+            assert not (resources & {"nodes"} and verbs & {"create", "patch", "update", "delete"})
+            assert not (resources & {"pods/eviction"}), ident(role)
+    # The extender still reads the catalog (the shared values: test_shared_values_reach_...).
+    env = service_env(objs, "SPOTPACK_EXTENDER_")
+    assert env["SPOTPACK_EXTENDER_CATALOG_FILE"] == CATALOG_FILE
 
 
 # --------------------------------------------------------------------------- 4. certificates

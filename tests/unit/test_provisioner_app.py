@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from provisioner import cli
-from provisioner.app import Service, create_app, loop_config, planning_zones
+from provisioner.app import Service, build_provider, create_app, loop_config, planning_zones
 from provisioner.fakes import harness, pod_manifest
 from provisioner.settings import ProvisionerSettings, load_settings
 from spotpack.catalog import load_catalog
@@ -165,6 +165,86 @@ def test_daemonset_overhead_setting() -> None:
     from spotpack.errors import ConfigError
     from spotpack.provisioning.model import Resources
 
-    assert ProvisionerSettings(daemonset_cpu="500m", daemonset_memory="1Gi", daemonset_pods=3).daemonset_overhead() == Resources(500, 1024, 3)
+    assert ProvisionerSettings(
+        daemonset_cpu="500m", daemonset_memory="1Gi", daemonset_pods=3
+    ).daemonset_overhead() == Resources(500, 1024, 3)
     with pytest.raises(ConfigError, match="DAEMONSET"):
         ProvisionerSettings(daemonset_cpu="lots").daemonset_overhead()
+
+
+# --- architectures and the aws settings ---------------------------------------------------------
+
+
+def test_architectures_default_to_amd64_and_read_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ProvisionerSettings().architectures == ["amd64"]
+    assert loop_config(ProvisionerSettings()).architectures == frozenset({"amd64"})
+    monkeypatch.setenv("SPOTPACK_PROVISIONER_ARCHITECTURES", '["amd64", "arm64"]')
+    assert load_settings().allowed_architectures == frozenset({"amd64", "arm64"})
+    monkeypatch.setenv("SPOTPACK_PROVISIONER_ARCHITECTURES", '["x86"]')
+    with pytest.raises(ConfigError, match="SPOTPACK_PROVISIONER_ARCHITECTURES"):
+        load_settings()
+    monkeypatch.setenv("SPOTPACK_PROVISIONER_ARCHITECTURES", "[]")
+    with pytest.raises(ConfigError, match="SPOTPACK_PROVISIONER_ARCHITECTURES"):
+        load_settings()
+
+
+AWS_OK = {"subnets": {"us-east-1a": "subnet-1"}, "launch_template": "nodes"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"subnets": {}}, ["SPOTPACK_PROVISIONER_SUBNETS"]),
+        ({"cluster_name": ""}, ["SPOTPACK_PROVISIONER_CLUSTER_NAME"]),
+        (
+            {"zones": ["us-east-1a", "us-east-1f"]},
+            ["SPOTPACK_PROVISIONER_ZONES", "us-east-1f", "SPOTPACK_PROVISIONER_SUBNETS"],
+        ),
+        (
+            {"launch_template": None},
+            ["SPOTPACK_PROVISIONER_LAUNCH_TEMPLATE", "SPOTPACK_PROVISIONER_IMAGE_ID"],
+        ),
+        (
+            {"architectures": ["amd64", "arm64"]},
+            ["SPOTPACK_PROVISIONER_LAUNCH_TEMPLATE_ARM64", "SPOTPACK_PROVISIONER_ARCHITECTURES"],
+        ),
+        (
+            {"architectures": ["arm64"], "launch_template": None},
+            ["SPOTPACK_PROVISIONER_LAUNCH_TEMPLATE_ARM64"],
+        ),
+    ],
+)
+def test_aws_provider_errors_name_the_variable_and_the_values_file(
+    overrides: dict[str, object], names: list[str]
+) -> None:
+    from spotpack.cloud.base import OfferingCache
+
+    settings = ProvisionerSettings(**{**AWS_OK, **overrides})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as info:
+        build_provider(settings, None, load_catalog(), OfferingCache(60))
+    message = str(info.value)
+    for name in names:
+        assert name in message
+    assert "deploy/values/spotpack.env" in message
+    assert "\n" not in message
+    assert "subnet_by_zone" not in message and "image id" not in message
+
+
+def test_aws_provider_gets_a_template_per_allowed_architecture() -> None:
+    from spotpack.cloud.aws import AwsProvider
+    from spotpack.cloud.base import OfferingCache
+
+    settings = ProvisionerSettings(
+        **AWS_OK,  # type: ignore[arg-type]
+        architectures=["amd64", "arm64"],
+        launch_template_arm64="nodes-arm",
+    )
+    provider = build_provider(settings, None, load_catalog(), OfferingCache(60))
+    try:
+        assert isinstance(provider, AwsProvider)
+        assert provider.templates == {"amd64": ("nodes", None), "arm64": ("nodes-arm", None)}
+        assert provider.instance_arch is not None
+        assert provider.instance_arch["m6g.large"] == "arm64"
+        assert provider.instance_arch["m5.large"] == "amd64"
+    finally:
+        provider.close()  # type: ignore[attr-defined]

@@ -271,3 +271,33 @@ def test_gpu_pods_get_gpu_nodes_and_cpu_pods_never_do() -> None:
     assert by_pod["default/web"].gpus == 0
     (event,) = h.cluster.events_about("train", "Nominated")
     assert by_pod["default/train"].instance_type in event["message"]
+
+
+# --- architectures ----------------------------------------------------------------------------
+
+
+def test_only_allowed_architectures_launch_and_a_pod_pinned_elsewhere_is_told_why() -> None:
+    """m6g.large is cheaper than m5.large: without the setting a free pod would get Graviton."""
+    both = ("m5.large", "m6g.large")
+    catalog = load_catalog()
+    anything = Facts.from_catalog(catalog, "us-east-1", [ZONE], types=list(both)).offerings
+    assert min(anything, key=lambda o: o.sort_key).instance_type == "m6g.large"
+    amd64 = Facts.from_catalog(
+        catalog, "us-east-1", [ZONE], types=list(both), arches=["amd64"]
+    ).offerings
+    h = harness(offerings=amd64, zones=(ZONE,), architectures=frozenset({"amd64"}))
+    h.tick()
+    pend(h, "free", cpu="1")
+    arm = pod_manifest("graviton", cpu="1")
+    arm["spec"]["nodeSelector"] = {"kubernetes.io/arch": "arm64"}
+    h.controller.observe_pod(h.cluster.add_pod(arm))
+    h.tick(1.5)
+    assert [i.instance_type for i in h.live()] == ["m5.large"]
+    reason = h.controller.unplaceable["default/graviton"]
+    assert reason == (
+        "asks kubernetes.io/arch arm64; new nodes may be amd64: "
+        "add it to SPOTPACK_PROVISIONER_ARCHITECTURES to launch it"
+    )
+    (event,) = h.cluster.events_about("graviton", "ProvisioningFailed")
+    assert "SPOTPACK_PROVISIONER_ARCHITECTURES" in event["message"]
+    assert "default/free" not in h.controller.unplaceable

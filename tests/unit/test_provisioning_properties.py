@@ -35,7 +35,7 @@ from spotpack.provisioning import (
     offerings_from_catalog,
     plan,
 )
-from spotpack.provisioning.offerings import offering_gpus
+from spotpack.provisioning.offerings import arch_refusal, offering_gpus
 from spotpack.vgpu.model import ContainerVGPU, PodGPUDemand, VGPURequest
 
 ZONES = ("us-east-1a", "us-east-1b")
@@ -261,3 +261,43 @@ def test_plan_properties(
     assert abs(result.cost_per_hour - sum(n.price_per_hour for n in result.new_nodes)) < 1e-6
     assert [n.usage.sum_slots if n.usage is not None else 0 for n in nodes] == before
     assert plan(pending, nodes, offerings(), limits) == result
+
+
+@cache
+def offerings_of(arches: frozenset[str]) -> tuple[Offering, ...]:
+    return tuple(
+        offerings_from_catalog(
+            load_catalog(),
+            "us-east-1",
+            ZONES,
+            types=TYPES,
+            overhead=Resources(100, 200, 2),
+            arches=arches,
+        )
+    )
+
+
+ALLOWED = st.sampled_from(
+    [frozenset({"amd64"}), frozenset({"arm64"}), frozenset({"amd64", "arm64"})]
+)
+
+
+@SETTINGS
+@given(pods(), ALLOWED)
+def test_new_nodes_only_have_allowed_architectures(
+    pending: list[PodDemand], allowed: frozenset[str]
+) -> None:
+    """The SPOTPACK_PROVISIONER_ARCHITECTURES rule: offerings of other arches are never bought."""
+    arch_of = {t.name: t.arch for t in load_catalog().all()}
+    result = plan(pending, (), offerings_of(allowed))
+    by_key = {p.key: p for p in pending}
+    for node in result.new_nodes:
+        assert node.arch in allowed
+        assert {arch_of[t] for t in node.instance_types} == {node.arch}  # fallbacks too
+        for key in node.pods:
+            asked = by_key[key].arch
+            assert asked is None or node.arch in asked
+            assert arch_refusal(asked, allowed) is None
+    for p in pending:
+        if arch_refusal(p.arch, allowed) is not None:
+            assert p.key in result.unplaceable

@@ -14,6 +14,7 @@ from spotpack.provisioning.model import (
 )
 from spotpack.provisioning.offerings import (
     allocatable,
+    arch_refusal,
     in_flight_node,
     kube_reserved_cpu_m,
     max_pods,
@@ -126,6 +127,36 @@ def test_offerings_from_catalog() -> None:
     g5 = by_key[("g5.12xlarge", "us-east-1a", "spot")]
     assert g5.gpu is not None and g5.cards == 4 and g5.vgpu_slots_per_card == 10
     assert {o.zone for o in offerings} == set(ZONES)
+
+
+def test_offerings_keep_only_the_allowed_architectures() -> None:
+    catalog = load_catalog()
+    every = offerings_from_catalog(catalog, zones=ZONES)
+    assert {o.arch for o in every} == {"amd64", "arm64"}
+    amd64 = offerings_from_catalog(catalog, zones=ZONES, arches=["amd64"])
+    assert {o.arch for o in amd64} == {"amd64"}
+    assert len(amd64) + len(offerings_from_catalog(catalog, zones=ZONES, arches=["arm64"])) == len(
+        every
+    )
+
+
+AMD64 = frozenset({"amd64"})
+ARM64 = frozenset({"arm64"})
+
+
+@pytest.mark.parametrize(
+    ("asked", "allowed", "refused"),
+    [
+        (None, {"amd64"}, None),  # unpinned: takes what may launch
+        (AMD64, {"amd64"}, None),
+        (AMD64 | ARM64, {"amd64"}, None),  # either: keeps the allowed one
+        (ARM64, {"amd64", "arm64"}, None),
+        (ARM64, {"amd64"}, "asks kubernetes.io/arch arm64; new nodes may be amd64"),
+        (frozenset(), {"amd64"}, "asks kubernetes.io/arch no architecture; new nodes may be amd64"),
+    ],
+)
+def test_arch_refusal(asked: frozenset[str] | None, allowed: set[str], refused: str | None) -> None:
+    assert arch_refusal(asked, allowed) == refused
 
 
 def test_offering_gpus_and_in_flight_node() -> None:
