@@ -12,6 +12,8 @@ import logging
 
 from flask import Flask
 
+from spotpack.catalog.load import load_catalog
+from spotpack.catalog.model import Catalog
 from spotpack.errors import ClusterUnavailable
 from spotpack.logs import configure_logging
 from webhook.metrics import create_metrics
@@ -32,7 +34,9 @@ def create_app(
     app = Flask("spotpack-webhook")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     ctx = WebhookContext(
-        config=settings.mutation_config(),
+        config=settings.mutation_config(
+            gpu_models=gpu_models(load_catalog(override=settings.catalog_file))
+        ),
         namespaces=namespaces or _cluster_namespaces(settings),
         metrics=create_metrics(),
         max_body_bytes=settings.max_body_bytes,
@@ -43,6 +47,11 @@ def create_app(
     register_errors(app)
     app.wsgi_app = hot_paths(app.wsgi_app, ctx)  # type: ignore[method-assign]
     return app
+
+
+def gpu_models(catalog: Catalog) -> tuple[str, ...]:
+    """The catalog's GPU model names, sorted: computed once per app, not per request."""
+    return tuple(sorted({t.gpu.model for t in catalog.all() if t.gpu is not None}))
 
 
 def _cluster_namespaces(settings: WebhookSettings) -> NamespaceDefaults:

@@ -7,12 +7,14 @@ Order of work, and why:
    opted-out pods): cheap checks first, and an opted-out pod is never refused
    for an annotation it asked us to ignore.
 2. The pod's policy annotations are parsed strictly (a bad value is refused);
-   the namespace's defaults leniently (a bad value is a warning).
+   the namespace's defaults leniently (a bad value is a warning). Unknown
+   ``spotpack.io/`` keys, on either, are warnings: a typo is never refused.
 3. vGPU requests are normalized; an invalid request is refused, because a GPU
    pod scheduled on a wrong reading of its request fails at run time.
 4. The role is detected and the capacity decided; affinity and tolerations are
    added; the decision is recorded in annotations the extender and the
-   provisioner read.
+   provisioner read. GPU model patterns that match no model of the catalog
+   (``config.gpu_models``) are warnings.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from spotpack import policy as keys
 from spotpack.errors import InvalidInput
 from spotpack.patch import Op, append_items, merge_map, set_value
 from spotpack.placement import PlacementRules, capacity_change, decide_capacity
-from spotpack.policy import Policy, parse_namespace_policy, parse_pod_policy
+from spotpack.policy import (
+    Policy,
+    gpu_model_warnings,
+    is_true,
+    parse_namespace_policy,
+    parse_pod_policy,
+    unknown_keys,
+)
 from spotpack.roles import detect_role, owned_by_daemonset
 from spotpack.vgpu.normalize import Normalization, NormalizeOptions, normalize_pod, resource_ops
 
@@ -50,6 +59,8 @@ class MutationConfig:
     skip_namespaces: frozenset[str] = frozenset({"kube-system", "kube-node-lease", "kube-public"})
     gpu_scheduler: str | None = None
     """Scheduler for GPU pods (the profile with the extender); None leaves schedulerName alone."""
+    gpu_models: tuple[str, ...] = ()
+    """The catalog's GPU model names, sorted, computed once at start; empty: no pattern check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +117,17 @@ def mutate_pod(
     if _opted_out(pod_annotations, labels):
         return Decision(Outcome.SKIPPED, message="opted out")
     try:
-        pod_policy = parse_pod_policy(pod_annotations, labels)
+        pod_policy = parse_pod_policy(pod_annotations, labels, strict=True)
     except InvalidInput as exc:
         return Decision(Outcome.DENIED, message=str(exc))
     namespace_policy = parse_namespace_policy(namespace_annotations, namespace)
+    typos = unknown_keys(pod_annotations, also_known=(config.vgpu.source_annotation,))
     policies = _Policies(
-        pod_policy.over(namespace_policy.policy), pod_policy, namespace_policy.warnings
+        pod_policy.over(namespace_policy.policy),
+        pod_policy,
+        (*typos, *namespace_policy.warnings),
+        namespace,
+        namespace_policy.policy,
     )
     if policies.effective.opt_out:
         return Decision(Outcome.SKIPPED, message=f"namespace {namespace} opted out")
@@ -129,14 +145,15 @@ class _Policies:
     own: Policy
     """What the pod itself says; namespace defaults are copied onto the pod where it is silent."""
     warnings: tuple[str, ...]
+    namespace: str
+    defaults: Policy
+    """The namespace's defaults alone."""
 
 
 def _opted_out(pod_annotations: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """A cheap, lenient look at the opt-out before strict parsing."""
-    for source in (pod_annotations, labels):
-        if source.get(keys.OPT_OUT, "").strip().lower() in ("true", "yes", "1"):
-            return True
-    return False
+    """A cheap look at the opt-out before strict parsing, so an opted-out pod is never
+    refused for its other annotations; any value other than true/false is refused later."""
+    return any(is_true(source.get(keys.OPT_OUT, "")) for source in (pod_annotations, labels))
 
 
 def _plan(
@@ -160,12 +177,37 @@ def _plan(
         notes[keys.DETECTED_ROLE] = role.label
         notes[keys.CAPACITY_APPLIED] = capacity.mode.value
     if normalization.is_gpu_pod:
+        warnings.extend(_model_warnings(policies, config.gpu_models))
         notes.update(_gpu_notes(policies.effective, policies.own))
         if config.gpu_scheduler and spec.get("schedulerName") in (None, "", DEFAULT_SCHEDULER):
             ops.append(set_value(pod, ("spec", "schedulerName"), config.gpu_scheduler))
     ops.extend(merge_map(pod, ("metadata", "annotations"), notes))
     outcome = Outcome.PATCHED if ops else Outcome.UNCHANGED
     return Decision(outcome, tuple(ops), tuple(warnings), role=role.label)
+
+
+def _model_warnings(policies: _Policies, models: tuple[str, ...]) -> tuple[str, ...]:
+    """Patterns matching no catalog model, said where they were written (pod or namespace).
+
+    A pod value equal to the namespace default is the default copied onto the pod
+    by a first pass (see :func:`_gpu_notes`): still the namespace's, so a second
+    pass says the same.
+    """
+    own, defaults = policies.own, policies.defaults
+    include_own = own.gpu_include not in ((), defaults.gpu_include)
+    exclude_own = own.gpu_exclude not in ((), defaults.gpu_exclude)
+    mine = Policy(
+        gpu_include=own.gpu_include if include_own else (),
+        gpu_exclude=own.gpu_exclude if exclude_own else (),
+    )
+    inherited = Policy(
+        gpu_include=() if include_own else defaults.gpu_include,
+        gpu_exclude=() if exclude_own else defaults.gpu_exclude,
+    )
+    return (
+        *gpu_model_warnings(mine, models),
+        *gpu_model_warnings(inherited, models, f"namespace {policies.namespace} default "),
+    )
 
 
 def _gpu_notes(effective: Policy, pod_policy: Policy) -> dict[str, str]:

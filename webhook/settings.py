@@ -63,6 +63,9 @@ class WebhookSettings(BaseSettings):
 
     max_vgpus_per_container: int = Field(default=16, ge=1, le=64)
     gpushare_unit: Literal["GiB", "MiB"] = "GiB"
+    catalog_file: str | None = None
+    """An override merged over the packaged catalog, as the extender's and the provisioner's;
+    its GPU models are what ``spotpack.io/gpu-include``/``gpu-exclude`` are checked against."""
 
     @field_validator("role_capacity", mode="before")
     @classmethod
@@ -72,8 +75,12 @@ class WebhookSettings(BaseSettings):
             return {**{k.value: v for k, v in DEFAULT_ROLE_CAPACITY.items()}, **value}
         return value
 
-    def mutation_config(self) -> MutationConfig:
-        """The pure decision's configuration, derived from these settings."""
+    def mutation_config(self, gpu_models: tuple[str, ...] = ()) -> MutationConfig:
+        """The pure decision's configuration, derived from these settings.
+
+        ``gpu_models`` are the catalog's GPU model names (the app factory reads the
+        catalog once); empty leaves GPU model patterns unchecked.
+        """
         scheme = scheme_named(
             self.label_scheme,
             key=self.capacity_label,
@@ -96,6 +103,7 @@ class WebhookSettings(BaseSettings):
             vgpu=vgpu,
             skip_namespaces=skip,
             gpu_scheduler=self.scheduler_name or None,
+            gpu_models=gpu_models,
         )
 
 

@@ -22,6 +22,12 @@ Rules, per container (init containers included):
 5. Defaults are visible: a count assumed from memory alone, a bare
    ``nvidia.com/gpu: N`` (N whole cards), a fraction rounded up each get a
    warning.
+6. Typos are visible, never guessed at: a GPU-like resource name we do not
+   know (``nvidia.com/gpumemory``, see :mod:`spotpack.vgpu.unknown`) gets a
+   warning naming the nearest known name and is kept as written. In a
+   container we rewrite, it and the real GPU names we do not translate (MIG,
+   ``nvidia.com/priority``) are copied as written to the side that lacks them,
+   as the canonical keys are, so requests still equal limits.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from spotpack.vgpu.model import (
     resource_maps,
 )
 from spotpack.vgpu.options import SOURCE_ANNOTATION, NormalizeOptions
+from spotpack.vgpu.unknown import Unknown, passed_through
 
 DEFAULT_OPTIONS = NormalizeOptions()
 
@@ -101,6 +108,28 @@ def _owners_of(
     return {d: keys for d, keys in found.items() if keys}
 
 
+def _unknown_of(
+    limits: Mapping[str, Any], requests: Mapping[str, Any], options: NormalizeOptions
+) -> tuple[Unknown, ...]:
+    """The unknown GPU-like keys of a container, limits first, each once."""
+    found: dict[str, Unknown] = {}
+    for side in (limits, requests):
+        for key in side:
+            if isinstance(key, str) and key not in found and (hit := options.unknown(key)):
+                found[key] = hit
+    return tuple(found.values())
+
+
+def _mirrored(
+    limits: Mapping[str, Any], requests: Mapping[str, Any], unknown: tuple[Unknown, ...]
+) -> tuple[str, ...]:
+    """GPU names we keep but do not translate: unknown ones and real ones (MIG, priority)."""
+    keys = dict.fromkeys(u.key for u in unknown)
+    for side in (limits, requests):
+        keys.update((k, None) for k in side if isinstance(k, str) and passed_through(k))
+    return tuple(keys)
+
+
 def _kai_target(pod: Mapping[str, Any], annotations: Mapping[str, Any]) -> tuple[bool, int]:
     """``(is_init, index)`` of the container KAI annotations apply to."""
     wanted = annotations.get(dialects.KAI_CONTAINER)
@@ -127,12 +156,14 @@ _EMPTY = Normalization()
 """The answer for a pod without GPU requests (immutable, shared)."""
 
 
-def _any_gpu_key(pod: Mapping[str, Any], owners: Mapping[str, str]) -> bool:
-    """Whether any container has a key we read: the fast path for the common pod.
+def _any_gpu_key(pod: Mapping[str, Any], options: NormalizeOptions) -> bool:
+    """Whether any container has a key we read or an unknown GPU-like key: the fast
+    path for the common pod (``cpu``/``memory`` have no ``/`` and cost one look-up).
 
     Plain dicts (what JSON decoding gives) are walked directly; anything else
     answers True and takes the general path, which copes with odd shapes.
     """
+    owners, unknown = options.key_owners, options.unknown
     spec = pod.get("spec")
     if type(spec) is not dict:
         return spec is not None
@@ -151,7 +182,10 @@ def _any_gpu_key(pod: Mapping[str, Any], owners: Mapping[str, str]) -> bool:
             if type(resources) is not dict:
                 return True
             for side in (resources.get("limits"), resources.get("requests")):
-                if side and (type(side) is not dict or any(k in owners for k in side)):
+                if side and (
+                    type(side) is not dict
+                    or any(k in owners or ("/" in k and unknown(k)) for k in side)
+                ):
                     return True
     return False
 
@@ -168,7 +202,7 @@ def normalize_pod(
     annotations = as_mapping(as_mapping(pod.get("metadata")).get("annotations"))
     owners = options.key_owners
     kai = dialects.kai_requested(annotations) if annotations else False
-    if not kai and not _any_gpu_key(pod, owners):
+    if not kai and not _any_gpu_key(pod, options):
         return _EMPTY
     kai_target = _kai_target(pod, annotations) if kai else None
     work: _Work | None = None
@@ -178,10 +212,13 @@ def normalize_pod(
         if not is_kai and not (limits or requests):
             continue
         found = _owners_of(limits, requests, owners)
-        if found or is_kai:
+        unknown = _unknown_of(limits, requests, options)
+        if found or is_kai or unknown:
             if work is None:
                 work = _Work(pod, options, annotations)
-            work.container((init, index), container, (limits, requests), found, is_kai=is_kai)
+            work.container(
+                (init, index), container, (limits, requests), found, unknown, is_kai=is_kai
+            )
     return _EMPTY if work is None else work.result()
 
 
@@ -207,13 +244,17 @@ class _Work:
         container: Mapping[str, Any],
         sides: tuple[Mapping[str, Any], Mapping[str, Any]],
         found: dict[str, list[str]],
+        unknown: tuple[Unknown, ...],
         *,
         is_kai: bool,
     ) -> None:
-        """Translate one container that has GPU keys (or is KAI's target)."""
+        """Translate one container that has GPU keys (or is KAI's target); warn of typos."""
         init, index = where
         limits, requests = sides
         name = container_name(container, init, index)
+        self.warnings.extend(u.describe(name) for u in unknown)
+        if not found and not is_kai:
+            return
         source = ContainerInput(name, limits, requests, self.annotations, self.labels)
         dialect = self._dialect(source, found, is_kai=is_kai)
         translation = dialects.DIALECTS[dialect].translate(source, self.options)
@@ -235,7 +276,10 @@ class _Work:
         sidecar = init and container.get("restartPolicy") == "Always"
         self.demand.append(ContainerVGPU(name, request, init=init, sidecar=sidecar))
         drop = frozenset(dialects.DIALECTS[dialect].resource_keys) | frozenset(names.keys)
-        resources = _new_resources(container, limits, requests, request.to_resources(names), drop)
+        mirror = _mirrored(limits, requests, unknown)
+        resources = _new_resources(
+            container, limits, requests, request.to_resources(names), drop, mirror=mirror
+        )
         if resources is not None:
             self.changes.append(ContainerChange(index, init, name, resources))
 
@@ -264,7 +308,7 @@ class _Work:
         )
 
     def result(self) -> Normalization:
-        if not self.seen:
+        if not self.seen and not self.warnings:
             return _EMPTY
         metadata = self.pod.get("metadata")
         add: dict[str, str] = {}
@@ -316,11 +360,14 @@ def _side(
     other: Mapping[str, Any],
     target: Mapping[str, str],
     drop: frozenset[str],
+    mirror: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One of limits/requests rebuilt: other keys in place, GPU keys set to ``target``.
 
     A value already equal by number is kept as written; a missing one is copied
     from the other side when that is equal by number, else written canonical.
+    A ``mirror`` key (an unknown GPU-like name) missing here is copied as
+    written from the other side, so requests equal limits for it too.
     """
     out: dict[str, Any] = {}
     for key, value in side.items():
@@ -333,6 +380,9 @@ def _side(
             theirs = other.get(key)
             keep = isinstance(theirs, str) and _same(theirs, wanted)
             out[key] = theirs if keep else wanted
+    for key in mirror:
+        if key not in out and key in other:
+            out[key] = copy.deepcopy(other[key])
     return out
 
 
@@ -342,10 +392,12 @@ def _new_resources(
     requests: Mapping[str, Any],
     target: Mapping[str, str],
     drop: frozenset[str],
+    *,
+    mirror: tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
     """The container's new ``resources``, or None when nothing changes."""
-    new_limits = _side(limits, requests, target, drop)
-    new_requests = _side(requests, limits, target, drop)
+    new_limits = _side(limits, requests, target, drop, mirror)
+    new_requests = _side(requests, limits, target, drop, mirror)
     if new_limits == dict(limits) and new_requests == dict(requests):
         return None
     old = as_mapping(container.get("resources"))

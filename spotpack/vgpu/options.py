@@ -8,6 +8,7 @@ from typing import Literal
 from spotpack.errors import ConfigError
 from spotpack.vgpu.model import DEFAULT_NAMES, ResourceNames
 from spotpack.vgpu.rules import DEFAULT_MAX_VGPUS
+from spotpack.vgpu.unknown import ALSO_KNOWN, Unknown, classify
 
 SOURCE_ANNOTATION = "spotpack.io/vgpu-source"
 
@@ -32,6 +33,7 @@ class NormalizeOptions:
     volcano_memory_factor: int = 1
     source_annotation: str = SOURCE_ANNOTATION
     _owners: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
+    _known: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_vgpus_per_container < 1:
@@ -48,7 +50,9 @@ class NormalizeOptions:
             raise ConfigError(f"resource names must be four different keys, got {self.names}")
         from spotpack.vgpu.dialects import key_owners
 
-        object.__setattr__(self, "_owners", key_owners(self.names))
+        owners = key_owners(self.names)
+        object.__setattr__(self, "_owners", owners)
+        object.__setattr__(self, "_known", frozenset(owners) | set(DEFAULT_NAMES.keys) | ALSO_KNOWN)
 
     @property
     def key_owners(self) -> dict[str, str]:
@@ -58,3 +62,13 @@ class NormalizeOptions:
         without GPU keys costs a few dictionary look-ups.
         """
         return self._owners
+
+    @property
+    def known_resources(self) -> frozenset[str]:
+        """Every GPU resource name that is not a typo: the ones we read, HAMi's default
+        names, and real names we pass through (:data:`spotpack.vgpu.unknown.ALSO_KNOWN`)."""
+        return self._known
+
+    def unknown(self, key: str) -> Unknown | None:
+        """``key`` as an unknown GPU resource (a likely typo), or None; cached per key."""
+        return classify(key, self._known)

@@ -338,12 +338,12 @@ def test_editing_the_values_file_changes_every_service() -> None:
     assert service_env(objs, "SPOTPACK_WEBHOOK_")["SPOTPACK_WEBHOOK_ROLE_CAPACITY"] == role
 
 
-def test_catalog_is_one_configmap_for_extender_and_provisioner() -> None:
+def test_catalog_is_one_configmap_for_the_three_services() -> None:
     objs = rendered()
     catalog = m.find(objs, "ConfigMap", CATALOG_MAP)
     assert isinstance(json.loads(catalog["data"]["catalog.json"]), dict)
     mounts = {}
-    for prefix in ("SPOTPACK_EXTENDER_", "SPOTPACK_PROVISIONER_"):
+    for prefix in ("SPOTPACK_WEBHOOK_", "SPOTPACK_EXTENDER_", "SPOTPACK_PROVISIONER_"):
         assert service_env(objs, prefix)[prefix + "CATALOG_FILE"] == CATALOG_FILE
         directory = str(Path(CATALOG_FILE).parent)
         for obj, spec, ctr in spotpack_containers(objs):
@@ -353,7 +353,7 @@ def test_catalog_is_one_configmap_for_extender_and_provisioner() -> None:
                     assert mount.get("readOnly") is True and "subPath" not in mount
                     mounts[(ident(obj), ctr["name"])] = volumes[mount["name"]]["configMap"]["name"]
     assert set(mounts.values()) == {catalog["metadata"]["name"]}
-    assert len(mounts) == 2, mounts
+    assert len(mounts) == 3, mounts
     assert not [o for o in objs if o["metadata"]["name"] == CATALOG_MAP], "one catalog only"
 
 

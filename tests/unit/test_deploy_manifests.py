@@ -66,6 +66,7 @@ EXPECTED_ENV = {
     "SPOTPACK_WEBHOOK_LABEL_SCHEME": "karpenter",
     "SPOTPACK_WEBHOOK_SCHEDULER_NAME": "spotpack-scheduler",
     "SPOTPACK_WEBHOOK_LOG_FORMAT": "json",
+    "SPOTPACK_WEBHOOK_CATALOG_FILE": "/etc/spotpack/catalog/catalog.json",
 }
 LABEL_SCHEMES = {"karpenter", "eks", "gke", "aks"}
 # Webhook settings that deploy/values/spotpack.env sets (test_deploy_install.py checks them).

@@ -8,11 +8,15 @@ from hypothesis import strategies as st
 
 from spotpack.errors import InvalidAnnotation
 from spotpack.policy import (
+    KNOWN_KEYS,
     CapacityMode,
     GPUPolicy,
     Policy,
+    gpu_model_warnings,
+    is_true,
     parse_namespace_policy,
     parse_pod_policy,
+    unknown_keys,
 )
 from spotpack.roles import RoleClass
 
@@ -109,3 +113,162 @@ def test_random_annotations_parse_or_raise_invalid_annotation(annotations) -> No
         assert exc.key in annotations
     parsed = parse_namespace_policy(annotations, "ns")
     assert isinstance(parsed.policy, Policy)
+
+
+OPT_OUT_INVALID = ["yes", "1", "no", "0", "on", "y", ""]
+
+
+@pytest.mark.parametrize("value", OPT_OUT_INVALID)
+def test_opt_out_admits_only_true_or_false(value) -> None:
+    """README and the webhook's selectors say true/false; admission refuses anything else."""
+    with pytest.raises(InvalidAnnotation, match="allowed: true, false"):
+        parse_pod_policy({"spotpack.io/opt-out": value}, {}, strict=True)
+    with pytest.raises(InvalidAnnotation, match="allowed: true, false"):
+        parse_pod_policy({}, {"spotpack.io/opt-out": value}, strict=True)
+
+
+LEGACY = [("yes", True), ("1", True), ("no", False), ("0", False), (" Yes ", True)]
+
+
+@pytest.mark.parametrize(("value", "opt_out"), LEGACY)
+def test_readers_still_read_legacy_flags(value, opt_out) -> None:
+    """Pods admitted by 0.1.0 (or never admitted) read as before in the extender/provisioner."""
+    assert parse_pod_policy({"spotpack.io/opt-out": value}, {}).opt_out is opt_out
+    assert parse_pod_policy({}, {"spotpack.io/opt-out": value}).opt_out is opt_out
+
+
+@pytest.mark.parametrize("value", ["maybe", "on", ""])
+def test_readers_refuse_what_was_never_valid(value) -> None:
+    with pytest.raises(InvalidAnnotation, match="allowed: true, false"):
+        parse_pod_policy({"spotpack.io/opt-out": value}, {})
+
+
+@pytest.mark.parametrize(("value", "opt_out"), [("true", True), (" TRUE ", True), ("False", False)])
+def test_opt_out_true_false_any_case(value, opt_out) -> None:
+    assert parse_pod_policy({"spotpack.io/opt-out": value}, {}, strict=True).opt_out is opt_out
+    assert is_true(value) is opt_out
+
+
+def test_namespace_opt_out_invalid_is_a_warning() -> None:
+    parsed = parse_namespace_policy({"spotpack.io/opt-out": "yes"}, "team-a")
+    assert not parsed.policy.opt_out
+    assert parsed.warnings == (
+        "namespace team-a annotation spotpack.io/opt-out='yes' is not valid; "
+        "allowed: true, false; the default was ignored",
+    )
+
+
+UNKNOWN_KEYS = [
+    # (annotation key, expected warning or None)
+    (
+        "spotpack.io/capcity",
+        "unknown annotation spotpack.io/capcity (did you mean spotpack.io/capacity?); ignored",
+    ),
+    (
+        "spotpack.io/gpu-polcy",
+        "unknown annotation spotpack.io/gpu-polcy (did you mean spotpack.io/gpu-policy?); ignored",
+    ),
+    (
+        "spotpack.io/optout",
+        "unknown annotation spotpack.io/optout (did you mean spotpack.io/opt-out?); ignored",
+    ),
+    (
+        "spotpack.io/gpu-includes",
+        "unknown annotation spotpack.io/gpu-includes (did you mean spotpack.io/gpu-include?); ignored",
+    ),
+    ("spotpack.io/zzz", "unknown annotation spotpack.io/zzz; ignored"),
+    (
+        "spotpak.io/capacity",
+        "unknown annotation spotpak.io/capacity (did you mean spotpack.io/capacity?); ignored",
+    ),
+    (
+        "spotpack.oi/role",
+        "unknown annotation spotpack.oi/role (did you mean spotpack.io/role?); ignored",
+    ),
+    # Known: what users write, what spotpack writes, spotpack's node keys.
+    *((key, None) for key in sorted(KNOWN_KEYS)),
+    # Not ours.
+    ("sim.spotpack.io/workload", None),
+    ("spark.io/capacity", None),
+    ("kubectl.kubernetes.io/last-applied-configuration", None),
+    ("capacity", None),
+]
+
+
+@pytest.mark.parametrize(("key", "warning"), UNKNOWN_KEYS)
+def test_unknown_keys_are_warnings_naming_the_nearest(key, warning) -> None:
+    expected = () if warning is None else (warning,)
+    assert unknown_keys({key: "spot"}) == expected
+    if warning is not None:
+        assert parse_pod_policy({key: "spot"}, {}) == Policy(), "an unknown key is never refused"
+        namespaced = parse_namespace_policy({key: "spot"}, "team-a")
+        assert namespaced.warnings == (f"namespace team-a: {warning}",)
+
+
+def test_unknown_keys_also_known() -> None:
+    assert unknown_keys({"spotpack.io/my-source": "x"}, also_known=("spotpack.io/my-source",)) == ()
+    assert unknown_keys({"spotpack.io/my-source": "x"}) != ()
+
+
+def test_known_keys_match_the_modules_that_use_them() -> None:
+    """KNOWN_KEYS spells keys of modules policy.py cannot import (they import it)."""
+    from provisioner.views import DO_NOT_DISRUPT
+    from spotpack.cloud.base import CLAIM_TAG, CLUSTER_TAG, MANAGED_LABEL
+    from spotpack.cloud.local import INSTANCE_ID_ANNOTATION, LAUNCHED_AT_ANNOTATION
+    from spotpack.gpu.assignment import GPU_ASSIGNMENT
+    from spotpack.gpu.inventory import GPU_CORDON
+    from spotpack.interruption import SPOTPACK_TAINT
+    from spotpack.vgpu.options import SOURCE_ANNOTATION
+
+    used = {
+        DO_NOT_DISRUPT[0],
+        CLAIM_TAG,
+        CLUSTER_TAG,
+        MANAGED_LABEL,
+        INSTANCE_ID_ANNOTATION,
+        LAUNCHED_AT_ANNOTATION,
+        GPU_ASSIGNMENT,
+        GPU_CORDON,
+        SPOTPACK_TAINT,
+        SOURCE_ANNOTATION,
+    }
+    assert used <= KNOWN_KEYS
+
+
+MODELS = ("A100", "A10G", "H100", "L4", "L40S", "T4", "V100")
+KNOWN_MODELS = "known: A100, A10G, H100, L4, L40S, T4, V100"
+GPU_MODEL_CASES = [
+    # (policy, warnings)
+    (Policy(gpu_include=("A10G", "L4")), ()),
+    (Policy(gpu_include=("a10g",)), ()),  # case-insensitive
+    (Policy(gpu_include=("A10",)), ()),  # a substring, as the extender matches
+    (Policy(gpu_include=("L40",)), ()),
+    (
+        Policy(gpu_include=("A10GG",)),
+        (f"spotpack.io/gpu-include: A10GG matches no GPU model in the catalog ({KNOWN_MODELS})",),
+    ),
+    (
+        Policy(gpu_include=("A10G", "Tesla T4")),
+        (
+            f"spotpack.io/gpu-include: Tesla T4 matches no GPU model in the catalog ({KNOWN_MODELS})",
+        ),
+    ),
+    (
+        Policy(gpu_exclude=("T44",)),
+        (f"spotpack.io/gpu-exclude: T44 matches no GPU model in the catalog ({KNOWN_MODELS})",),
+    ),
+    (Policy(), ()),
+]
+
+
+@pytest.mark.parametrize(("policy", "warnings"), GPU_MODEL_CASES)
+def test_gpu_model_warnings(policy, warnings) -> None:
+    assert gpu_model_warnings(policy, MODELS) == warnings
+    assert gpu_model_warnings(policy, ()) == (), "no catalog, no check"
+
+
+def test_gpu_model_warnings_list_is_capped() -> None:
+    models = tuple(f"M{i:02}" for i in range(20))
+    (warning,) = gpu_model_warnings(Policy(gpu_include=("X",)), models, "namespace a default ")
+    assert warning.startswith("namespace a default spotpack.io/gpu-include: X matches no GPU")
+    assert warning.endswith("M10, M11, ...)")

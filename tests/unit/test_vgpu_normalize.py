@@ -924,3 +924,159 @@ def test_volcano_memory_factor() -> None:
 def test_options_are_validated(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         NormalizeOptions(**kwargs)
+
+
+TYPO = "unknown GPU resource"
+UNKNOWN_RESOURCES = [
+    # (id, limits, requests, expected warnings (substrings, in order), gpu pod?)
+    (
+        "typo beside a count",
+        {"nvidia.com/gpu": "1", "nvidia.com/gpumemory": "8192"},
+        None,
+        [
+            "container 'c': unknown GPU resource nvidia.com/gpumemory "
+            "(did you mean nvidia.com/gpumem?); kept as written",
+            "means 1 whole card",
+        ],
+        True,
+    ),
+    (
+        "typo alone",
+        {"nvidia.com/gpumemory": "8192"},
+        None,
+        ["unknown GPU resource nvidia.com/gpumemory (did you mean nvidia.com/gpumem?)"],
+        False,
+    ),
+    (
+        "typo in requests only",
+        {"nvidia.com/gpu": "1"},
+        {"nvidia.com/gpu": "1", "nvidia.com/gpucore": "50"},
+        [
+            "unknown GPU resource nvidia.com/gpucore (did you mean nvidia.com/gpucores?)",
+            "means 1 whole card",
+        ],
+        True,
+    ),
+    (
+        "domain typo",
+        {"nvidia.con/gpu": "1"},
+        None,
+        ["unknown GPU resource nvidia.con/gpu (did you mean nvidia.com/gpu?)"],
+        False,
+    ),
+    (
+        "volcano typo",
+        {"volcano.sh/vgpu-number": "1", "volcano.sh/vgpu-mem": "4096"},
+        None,
+        [
+            "unknown GPU resource volcano.sh/vgpu-mem (did you mean volcano.sh/vgpu-memory?)",
+            "translated volcano (volcano.sh/vgpu-number=1) to nvidia.com/gpu=1",
+            "means 1 whole card",
+        ],
+        True,
+    ),
+    (
+        "nvidia name far from any known one",
+        {"nvidia.com/zzz": "1"},
+        None,
+        ["unknown GPU resource nvidia.com/zzz; kept as written"],
+        False,
+    ),
+    ("MIG", {"nvidia.com/mig-1g.5gb": "1"}, None, [], False),
+    ("MIG shared", {"nvidia.com/mig-1g.5gb.shared": "1"}, None, [], False),
+    ("time-slicing", {"nvidia.com/gpu.shared": "1"}, None, [], False),
+    (
+        "HAMi priority",
+        {"nvidia.com/gpu": "1", "nvidia.com/priority": "0"},
+        None,
+        ["means 1 whole card"],
+        True,
+    ),
+    (
+        "other vendors",
+        {"amd.com/gpu": "1", "intel.com/gpu": "1", "habana.ai/gaudi": "1"},
+        None,
+        [],
+        False,
+    ),
+    ("plain resources", {"cpu": "1", "memory": "1Gi", "hugepages-2Mi": "1Gi"}, None, [], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("limits", "requests", "warnings", "gpu"),
+    [r[1:] for r in UNKNOWN_RESOURCES],
+    ids=[r[0] for r in UNKNOWN_RESOURCES],
+)
+def test_unknown_gpu_resources_are_warned_and_kept(limits, requests, warnings, gpu) -> None:
+    resources = {"limits": dict(limits)}
+    if requests is not None:
+        resources["requests"] = dict(requests)
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "resources": resources}]},
+    }
+    result = normalize_pod(pod)
+    assert len(result.warnings) == len(warnings), result.warnings
+    for got, want in zip(result.warnings, warnings, strict=True):
+        assert want in got
+    assert result.is_gpu_pod is gpu
+    patched = _assert_idempotent(pod)
+    after = patched["spec"]["containers"][0]["resources"]
+    for key in {*limits, *(requests or {})}:
+        if key in CANONICAL or key in DIALECT_KEYS:
+            continue
+        # Kept as written, never renamed or dropped ...
+        assert key in after.get("limits", {}) or key in after.get("requests", {})
+        # ... and, in a container the webhook rewrites, on both sides alike.
+        if result.changes:
+            assert after["limits"][key] == after["requests"][key]
+
+
+def test_unknown_resource_copied_to_the_side_that_lacks_it() -> None:
+    pod = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "resources": {
+                        "limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumemory": "8192"}
+                    },
+                }
+            ]
+        }
+    }
+    (change,) = normalize_pod(pod).changes
+    assert change.resources == {
+        "limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumemory": "8192"},
+        "requests": {"nvidia.com/gpu": "1", "nvidia.com/gpumemory": "8192"},
+    }
+
+
+def test_unknown_resource_in_an_untouched_container_is_only_warned() -> None:
+    """Nothing to normalize: the container is left exactly as written."""
+    pod = {
+        "spec": {
+            "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu-mem": "1"}}}]
+        }
+    }
+    result = normalize_pod(pod)
+    assert result.changes == ()
+    assert to_json_patch(result) == []
+    assert [TYPO in w for w in result.warnings] == [True]
+
+
+def test_unknown_resources_follow_custom_names() -> None:
+    """With Volcano's names canonical, HAMi's default names are still real names, not typos."""
+    options = NormalizeOptions(
+        names=ResourceNames(
+            count="volcano.sh/vgpu-number",
+            memory="volcano.sh/vgpu-memory",
+            memory_percent="volcano.sh/vgpu-memory-percentage",
+            cores="volcano.sh/vgpu-cores",
+        )
+    )
+    assert options.unknown("nvidia.com/gpumem") is None
+    hit = options.unknown("volcano.sh/vgpu-numbr")
+    assert hit is not None
+    assert hit.nearest == "volcano.sh/vgpu-number"

@@ -4,7 +4,9 @@ For any pod built from GPU keys of every dialect, KAI annotations and odd
 values: normalization either succeeds or raises an ``InvalidInput`` (never
 anything else), and when it succeeds the patched pod is canonical (requests ==
 limits, whole numbers, at most one memory key, counts in range), reads back to
-the same demand, and normalizes again to no change.
+the same demand, and normalizes again to no change. Typo'd GPU names
+(``nvidia.com/gpumemory``) and real ones we do not translate (MIG) are kept as
+written, equal on both sides of a rewritten container, and each typo is warned of.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ OPTIONS = NormalizeOptions()
 NAMES = OPTIONS.names
 CANONICAL = set(NAMES.keys)
 DIALECT_KEYS = sorted({k for d in DIALECTS.values() for k in d.resource_keys})
-KEYS = [*NAMES.keys, *DIALECT_KEYS, "cpu", "memory"]
+TYPOS = ["nvidia.com/gpumemory", "volcano.sh/vgpu-mem"]
+KEPT = [*TYPOS, "nvidia.com/mig-1g.5gb"]
+KEYS = [*NAMES.keys, *DIALECT_KEYS, *KEPT, "cpu", "memory"]
 
 VALUES = st.one_of(
     st.sampled_from(
@@ -105,6 +109,8 @@ def plausible_map(draw: st.DrawFn) -> dict[str, Any]:
     out: dict[str, Any] = {"cpu": "1"} if draw(st.booleans()) else {}
     for key in keys:
         out[key] = draw(st.sampled_from(PLAUSIBLE[key]))
+    if draw(st.integers(0, 3)) == 0:
+        out[draw(st.sampled_from(KEPT))] = draw(st.sampled_from(["1", "8192"]))
     return out
 
 
@@ -183,6 +189,19 @@ def _check_canonical(container: dict[str, Any], original: dict[str, Any]) -> Non
             assert (isinstance(v, str) and v.isdigit()) or v in written
 
 
+def _check_kept(container: dict[str, Any], original: dict[str, Any]) -> None:
+    """Kept GPU names: as written; a side that lacked one got the other side's value."""
+    resources, old = container["resources"], original.get("resources") or {}
+    old_limits, old_requests = old.get("limits") or {}, old.get("requests") or {}
+    for key in KEPT:
+        if key in old_limits and key in old_requests:
+            assert resources["limits"][key] == old_limits[key]
+            assert resources["requests"][key] == old_requests[key]
+        elif key in old_limits or key in old_requests:
+            value = old_limits.get(key, old_requests.get(key))
+            assert resources["limits"][key] == resources["requests"][key] == value
+
+
 def _check(pod: dict[str, Any]) -> bool:
     """Normalize ``pod`` and check every property; False when it was rejected."""
     before = copy.deepcopy(pod)
@@ -196,6 +215,16 @@ def _check(pod: dict[str, Any]) -> bool:
     for change in result.changes:
         group = "initContainers" if change.init else "containers"
         _check_canonical(patched["spec"][group][change.index], pod["spec"][group][change.index])
+        _check_kept(patched["spec"][group][change.index], pod["spec"][group][change.index])
+    present = {
+        key
+        for group in ("initContainers", "containers")
+        for c in pod["spec"].get(group, [])
+        for side in (c.get("resources") or {}).values()
+        for key in side
+    }
+    for typo in present & set(TYPOS):
+        assert any(f"unknown GPU resource {typo} " in w for w in result.warnings)
     assert read_demand(patched, NAMES) == result.demand
     again = normalize_pod(patched, OPTIONS)
     assert again.changes == ()
