@@ -28,8 +28,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from spotpack.catalog.model import Catalog, InstanceType
-from spotpack.errors import SpotpackError
+from spotpack.errors import InvalidInput, SpotpackError
+from spotpack.provisioning.demand import pod_resources
 from spotpack.simulate.observe import PodSample, Sample
+from spotpack.simulate.scenario import Scenario
+from spotpack.simulate.workloads import pod_manifest
+from spotpack.vgpu.model import read_demand
 
 FULL_CORES = 100
 
@@ -73,7 +77,7 @@ def chooser(catalog: Catalog, region: str) -> Chooser:
     def choose(cpu_m: int, mem_mib: int, cards: int, card_mem: int) -> BaselineNode:
         fits = [t for t in types if _fits(t, cpu_m, mem_mib, cards, card_mem)]
         if not fits:
-            need = f"{cpu_m}m CPU, {mem_mib} MiB" + (
+            need = f"{cpu_m / 1000:g} CPU, {mem_mib} MiB memory" + (
                 f", {cards} whole GPU(s) of {card_mem} MiB" if cards else ""
             )
             raise BaselineError(f"no on-demand type in {region} holds a pod of {need}")
@@ -127,11 +131,53 @@ def baseline_point(sample: Sample, choose: Chooser) -> BaselinePoint:
     )
 
 
+def check_capacity(scenario: Scenario, catalog: Catalog, source: str) -> None:
+    """Before anything starts: every workload's pod fits some on-demand type of the region.
+
+    The same rule the baseline applies at each sample (:func:`node_for`), on
+    the pod as the scenario writes it (before the webhook; GPUs counted when
+    written in the canonical ``nvidia.com/gpu*`` resources). A pod no type can
+    hold would never run and, priced at nothing, would skew the figures; it
+    is one :class:`InvalidInput` line naming the workload instead.
+    """
+    choose = chooser(catalog, scenario.region)
+    types = [t for t in catalog.types(scenario.region) if t.on_demand.get(scenario.region)]
+    for index, workload in enumerate(scenario.workloads):
+        pod = pod_manifest(workload, 0, scenario.name)
+        res = pod_resources(pod)
+        try:
+            demand = read_demand(pod)
+            vgpus = demand.total_vgpus
+            gpu_mem = demand.effective(lambda r: r.count * (r.mem_mib or 0))
+            whole = any(
+                c.request.mem_mib is None and c.request.mem_percent is None for c in demand.app
+            )
+        except InvalidInput:
+            vgpus, gpu_mem, whole = 0, 0, False  # the webhook judges these
+        sample = PodSample(
+            "", workload.name, None, res.cpu_m, res.mem_mib, vgpus, gpu_mem, 0, whole and vgpus > 0
+        )
+        try:
+            node_for(sample, choose)
+        except BaselineError as exc:
+            largest = (
+                f"largest: {max(t.vcpu for t in types)} vCPU, "
+                f"{max(t.memory_mib for t in types) // 1024} GiB"
+                if types
+                else "none priced"
+            )
+            raise InvalidInput(
+                f"{source}: workloads[{index}] ({workload.name}): {exc} ({largest}); fix: "
+                "lower its requests, or split it into more pods"
+            ) from exc
+
+
 __all__ = [
     "BaselineError",
     "BaselineNode",
     "BaselinePoint",
     "baseline_point",
+    "check_capacity",
     "chooser",
     "node_for",
 ]

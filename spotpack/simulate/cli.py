@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
             f"{args.scenario}: zones: {', '.join(unknown)} not in {scenario.region}; fix: use "
             f"some of {', '.join(catalog.regions[scenario.region])}"
         )
+    from spotpack.simulate.baseline import check_capacity
+
+    check_capacity(scenario, catalog, str(args.scenario))
     live = sys.stderr.isatty() if args.progress is None else bool(args.progress)
     show = args.progress is not False
     from spotpack.simulate.engine import Engine, service_env

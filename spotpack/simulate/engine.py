@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from spotpack.catalog.model import Catalog
 from spotpack.devcluster.patch import PatchError, json_patch
+from spotpack.errors import InvalidInput
 from spotpack.simulate.baseline import BaselinePoint, baseline_point, chooser
 from spotpack.simulate.clients import (
     ApiRefused,
@@ -193,7 +194,13 @@ class Engine:
             for k in range(steps + 1):
                 t = min(k * sc.tick, sc.duration)
                 self._wait_until(start + sc.real_seconds(t), t)
-                self.step(t)
+                try:
+                    self.step(t)
+                except InvalidInput as exc:
+                    raise SimulationError(
+                        f"at simulated second {t:g}: {exc}; the run stops rather than report "
+                        "figures it cannot back"
+                    ) from exc
         finally:
             if self.progress is not None:
                 self.progress.close()
@@ -236,11 +243,11 @@ class Engine:
         self.state.samples.append(sample)
         self.state.baseline.append(baseline_point(sample, self.choose))
         for event in self.state.interruptions:
-            if event.recovered_at is None and recovered(event, sample):
+            if event.hit and event.recovered_at is None and recovered(event, sample):
                 event.recovered_at = t
         pods = self._controllers(t, pods)
-        self._schedule(t, nodes, pods)
-        self._interrupt(t, sample)
+        placed = self._schedule(t, nodes, pods)
+        self._interrupt(t, sample, placed)
         if self.progress is not None:
             bound = sum(1 for p in sample.pods if p.bound)
             self.progress.update(
@@ -317,7 +324,9 @@ class Engine:
 
     # --- scheduling ------------------------------------------------------------------------
 
-    def _schedule(self, t: float, nodes: list[Obj], pods: list[Obj]) -> None:
+    def _schedule(self, t: float, nodes: list[Obj], pods: list[Obj]) -> dict[str, list[str]]:
+        """Place the pending pods; the workloads of the pods bound this step, per node."""
+        placed: dict[str, list[str]] = {}
         used: dict[str, Room] = used_by_node(pods)
         pending = [p for p in pods if not as_mapping(p.get("spec")).get("nodeName")]
         pending.sort(key=lambda p: (self.state.created.get(_key(p), t), _key(p)))
@@ -328,9 +337,12 @@ class Engine:
                 used[node] = used.get(node, Room()) + pod_request(pod)
                 self.state.bound[key] = t
                 self.state.marked.discard(key)
+                labels = as_mapping(as_mapping(pod.get("metadata")).get("labels"))
+                placed.setdefault(node, []).append(str(labels.get(WORKLOAD_LABEL, "")))
             elif key not in self.state.marked:
                 self._mark_unschedulable(pod, len(nodes))
                 self.state.marked.add(key)
+        return placed
 
     def _place(self, pod: Obj, nodes: list[Obj], used: Mapping[str, Room]) -> str | None:
         """Bind ``pod`` to the best feasible node; the node's name, or None (retried later)."""
@@ -406,7 +418,9 @@ class Engine:
 
     # --- interruptions ---------------------------------------------------------------------
 
-    def _interrupt(self, t: float, sample: Sample) -> None:
+    def _interrupt(self, t: float, sample: Sample, placed: Mapping[str, list[str]]) -> None:
+        """Interrupt spot nodes; the workloads hit are those of the sample plus ``placed``
+        (pods bound this step, after the sample was taken)."""
         spec = self.scenario.interruptions
         spot = [
             n
@@ -425,7 +439,11 @@ class Engine:
                     continue
                 busiest = max(
                     left,
-                    key=lambda n: (sum(1 for p in sample.pods if p.node == n.name), n.name),
+                    key=lambda n: (
+                        sum(1 for p in sample.pods if p.node == n.name)
+                        + len(placed.get(n.name, ())),
+                        n.name,
+                    ),
                 )
                 chosen.append((busiest.name, "scheduled"))
         by_name = {n.name: n for n in sample.nodes}
@@ -441,7 +459,9 @@ class Engine:
                     node=name,
                     instance_type=by_name[name].instance_type,
                     reason=reason,
-                    affected=affected_workloads(sample, name),
+                    affected=tuple(
+                        sorted(set(affected_workloads(sample, name)) | set(placed.get(name, ())))
+                    ),
                 )
             )
             log.info("interrupted", extra={"node": name, "t": t, "reason": reason})

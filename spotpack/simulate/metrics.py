@@ -17,12 +17,19 @@ bound, in simulated seconds (so resolution is one tick); a pod never bound
 counts until the end of the run (and is counted apart). Percentiles are by
 nearest rank: ``p(q) = sorted[ceil(q * n) - 1]``.
 
-An interruption is **survived** when every workload that had a pod on the
-interrupted node at the time of the notice is later seen, before the run
-ends, with no pod on that node and at least as many bound pods as it wanted
-at that sample (:func:`recovered`); a workload whose end came meanwhile
-needs only to be off the node. An interruption of a node without workload
-pods is survived at the next sample (nothing was lost).
+An interruption **hit** workloads when the node had pods of theirs at the
+time of the notice; it is **survived** when every such workload is later
+seen, before the run ends, with no pod on that node and at least as many
+bound pods as it wanted at that sample (:func:`recovered`); a workload whose
+end came meanwhile needs only to be off the node. An interruption of a node
+without workload pods is neither: it is counted apart ("on empty nodes"),
+so that it cannot pass for resilience.
+
+Spot prices are the catalog's figures, and most of those are estimates, not
+market quotes: :attr:`Figures.spot_price_sources` says, per instance type run
+on spot, where its figure came from (``live``, ``snapshot``, ``estimate``;
+the least trustworthy when zones differ). GPU utilization is None when no pod
+of the run asked for GPUs (a 0% there would read as waste).
 """
 
 from __future__ import annotations
@@ -138,8 +145,13 @@ class Interruption:
     recovered_at: float | None = None
 
     @property
+    def hit(self) -> bool:
+        """Whether workload pods were on the node (an empty node's loss costs nothing)."""
+        return bool(self.affected)
+
+    @property
     def survived(self) -> bool:
-        return self.recovered_at is not None
+        return self.hit and self.recovered_at is not None
 
 
 def affected_workloads(sample: Sample, node: str) -> tuple[str, ...]:
@@ -147,8 +159,11 @@ def affected_workloads(sample: Sample, node: str) -> tuple[str, ...]:
 
 
 def recovered(event: Interruption, sample: Sample) -> bool:
-    """Whether every affected workload runs again without the node (module docstring)."""
-    if sample.t <= event.t:
+    """Whether every affected workload runs again without the node (module docstring).
+
+    An interruption that hit no workload never recovers: it is not survived, it is apart.
+    """
+    if sample.t <= event.t or not event.hit:
         return False
     for workload in event.affected:
         mine = [p for p in sample.pods if p.workload == workload]
@@ -166,11 +181,13 @@ class Series:
     t: tuple[float, ...]
     cost: tuple[float, ...]
     baseline_cost: tuple[float, ...]
-    spot_share: tuple[float, ...]
-    gpu_mem: tuple[float, ...]
-    gpu_cores: tuple[float, ...]
-    baseline_gpu_mem: tuple[float, ...]
-    baseline_gpu_cores: tuple[float, ...]
+    spot_share: tuple[float | None, ...]
+    """None where there are no nodes (a share of nothing is not 0%, and charts leave a gap)."""
+    gpu_mem: tuple[float | None, ...]
+    gpu_cores: tuple[float | None, ...]
+    """GPU shares: None where there are no cards at all (no GPU node, no GPU pod)."""
+    baseline_gpu_mem: tuple[float | None, ...]
+    baseline_gpu_cores: tuple[float | None, ...]
     pending: tuple[int, ...]
     nodes: tuple[int, ...]
     baseline_nodes: tuple[int, ...]
@@ -189,10 +206,10 @@ class Figures:
     spot_node_share: float
     spot_cost_share: float
     spot_pod_share: float
-    gpu_mem_util: float
-    gpu_core_util: float
-    baseline_gpu_mem_util: float
-    baseline_gpu_core_util: float
+    gpu_mem_util: float | None
+    gpu_core_util: float | None
+    baseline_gpu_mem_util: float | None
+    baseline_gpu_core_util: float | None
     pending: PendingStats
     baseline_pending_seconds: float
     interruptions: tuple[Interruption, ...]
@@ -201,6 +218,13 @@ class Figures:
     baseline_peak_nodes: int
     series: Series
     notes: tuple[str, ...] = field(default=())
+    spot_price_sources: Mapping[str, str] = field(default_factory=dict)
+    """Instance type run on spot -> where its catalog price came from (module docstring)."""
+
+    @property
+    def gpu_requested(self) -> bool:
+        """Whether any pod of the run asked for GPUs (else GPU figures are None)."""
+        return self.gpu_mem_util is not None
 
     @property
     def savings(self) -> float:
@@ -212,6 +236,15 @@ class Figures:
     @property
     def survived(self) -> int:
         return sum(1 for i in self.interruptions if i.survived)
+
+    @property
+    def hit(self) -> int:
+        """Interruptions of nodes that had workload pods."""
+        return sum(1 for i in self.interruptions if i.hit)
+
+    @property
+    def on_empty_nodes(self) -> int:
+        return len(self.interruptions) - self.hit
 
 
 @dataclass(frozen=True)
@@ -246,19 +279,20 @@ def figures(record: RunRecord, catalog: Catalog, region: str) -> Figures:
         for b, names in zip(bound, spot_names, strict=True)
     ]
     pods_bound = [float(len(b)) for b in bound]
+    gpus = any(p.vgpus > 0 for s in samples for p in s.pods)
     hours = SECONDS_PER_HOUR
     series = Series(
         t=tuple(s.t for s in samples),
         cost=tuple(cost),
         baseline_cost=tuple(base_cost),
-        spot_share=tuple(a / b if b else 0.0 for a, b in zip(spot_nodes, node_count, strict=True)),
-        gpu_mem=tuple(a[0] / a[1] if a[1] else 0.0 for a in allocs),
-        gpu_cores=tuple(a[2] / a[3] if a[3] else 0.0 for a in allocs),
+        spot_share=tuple(a / b if b else None for a, b in zip(spot_nodes, node_count, strict=True)),
+        gpu_mem=tuple(a[0] / a[1] if a[1] else None for a in allocs),
+        gpu_cores=tuple(a[2] / a[3] if a[3] else None for a in allocs),
         baseline_gpu_mem=tuple(
-            b.gpu_mem_alloc / b.gpu_mem_total if b.gpu_mem_total else 0.0 for b in record.baseline
+            b.gpu_mem_alloc / b.gpu_mem_total if b.gpu_mem_total else None for b in record.baseline
         ),
         baseline_gpu_cores=tuple(
-            b.gpu_cores_alloc / b.gpu_cores_total if b.gpu_cores_total else 0.0
+            b.gpu_cores_alloc / b.gpu_cores_total if b.gpu_cores_total else None
             for b in record.baseline
         ),
         pending=tuple(sum(1 for p in s.pods if not p.bound) for s in samples),
@@ -278,18 +312,22 @@ def figures(record: RunRecord, catalog: Catalog, region: str) -> Figures:
         spot_node_share=ratio(spot_nodes, node_count, dts),
         spot_cost_share=ratio(spot_cost, cost, dts),
         spot_pod_share=ratio(pods_on_spot, pods_bound, dts),
-        gpu_mem_util=ratio([a[0] for a in allocs], [a[1] for a in allocs], dts),
-        gpu_core_util=ratio([a[2] for a in allocs], [a[3] for a in allocs], dts),
+        gpu_mem_util=ratio([a[0] for a in allocs], [a[1] for a in allocs], dts) if gpus else None,
+        gpu_core_util=ratio([a[2] for a in allocs], [a[3] for a in allocs], dts) if gpus else None,
         baseline_gpu_mem_util=ratio(
             [b.gpu_mem_alloc for b in record.baseline],
             [b.gpu_mem_total for b in record.baseline],
             dts,
-        ),
+        )
+        if gpus
+        else None,
         baseline_gpu_core_util=ratio(
             [b.gpu_cores_alloc for b in record.baseline],
             [b.gpu_cores_total for b in record.baseline],
             dts,
-        ),
+        )
+        if gpus
+        else None,
         pending=pending_stats(record.created, record.bound, record.duration),
         baseline_pending_seconds=record.node_startup_seconds,
         interruptions=record.interruptions,
@@ -298,7 +336,25 @@ def figures(record: RunRecord, catalog: Catalog, region: str) -> Figures:
         baseline_peak_nodes=max((b.nodes for b in record.baseline), default=0),
         series=series,
         notes=record.notes,
+        spot_price_sources=spot_price_sources(samples, catalog, region),
     )
+
+
+TRUST_ORDER = ("live", "snapshot", "estimate")
+"""Price sources from most to least trustworthy; a type keeps its least trustworthy one."""
+
+
+def spot_price_sources(samples: Iterable[Sample], catalog: Catalog, region: str) -> dict[str, str]:
+    """Instance type -> source of the catalog's spot price, over every spot node seen."""
+    out: dict[str, str] = {}
+    for node in {n for s in samples for n in s.nodes if n.spot}:
+        offer = catalog.spot_offer(node.instance_type, node.zone or region)
+        if offer is None:
+            continue
+        have = out.get(node.instance_type)
+        if have is None or TRUST_ORDER.index(offer.source) > TRUST_ORDER.index(have):
+            out[node.instance_type] = offer.source
+    return dict(sorted(out.items()))
 
 
 def survived_count(events: Iterable[Interruption]) -> int:
@@ -322,5 +378,6 @@ __all__ = [
     "percentile",
     "ratio",
     "recovered",
+    "spot_price_sources",
     "weights",
 ]

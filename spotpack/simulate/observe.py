@@ -5,8 +5,11 @@ the figures need and nothing else: a node's type, zone, capacity type and
 cards; a pod's workload, node, CPU/memory requests and GPU share. A pod's GPU
 share is what the extender recorded at bind (``spotpack.io/gpu-assignment``,
 per card MiB and cores) when it is bound, else what its normalized requests
-ask for. Reading never raises: a malformed field reads as zero, because one
-odd object must not end a run.
+ask for. A node's odd field reads as nothing (a node without readable cards
+counts as having none), because one odd node must not end a run. A pod of
+ours whose requests do not parse raises :class:`~spotpack.errors.InvalidInput`
+instead: read as zero, it would be priced at nothing in both the run and the
+baseline, and the figures would be wrong without saying so.
 """
 
 from __future__ import annotations
@@ -118,11 +121,12 @@ def node_sample(node: Mapping[str, Any]) -> NodeSample:
 
 
 def _gpu_share(pod: Mapping[str, Any]) -> tuple[int, int, int, bool]:
-    """(vGPUs, MiB, core %, whole cards) of a pod: its assignment if bound, else its requests."""
-    try:
-        demand = read_demand(pod)
-    except InvalidInput:
-        return 0, 0, 0, False
+    """(vGPUs, MiB, core %, whole cards) of a pod: its assignment if bound, else its requests.
+
+    Requests that do not parse raise :class:`InvalidInput`; an assignment that
+    does not parse falls back to the requests.
+    """
+    demand = read_demand(pod)
     whole = any(c.request.mem_mib is None and c.request.mem_percent is None for c in demand.app)
     try:
         assignment = assignment_of_pod(pod) if as_mapping(pod.get("spec")).get("nodeName") else None
@@ -138,7 +142,10 @@ def _gpu_share(pod: Mapping[str, Any]) -> tuple[int, int, int, bool]:
 
 
 def pod_sample(pod: Mapping[str, Any]) -> PodSample | None:
-    """Read a Pod dict of ours (with :data:`WORKLOAD_LABEL`); None for anyone else's or done."""
+    """Read a Pod dict of ours (with :data:`WORKLOAD_LABEL`); None for anyone else's or done.
+
+    Raises :class:`InvalidInput` naming the pod when its requests do not parse.
+    """
     labels, _, name = _meta(pod)
     workload = labels.get(WORKLOAD_LABEL)
     meta = as_mapping(pod.get("metadata"))
@@ -147,10 +154,11 @@ def pod_sample(pod: Mapping[str, Any]) -> PodSample | None:
         return None
     try:
         res = pod_resources(pod)
-        cpu, mem = res.cpu_m, res.mem_mib
-    except InvalidInput:
-        cpu, mem = 0, 0
-    vgpus, gpu_mem, gpu_cores, whole = _gpu_share(pod)
+        vgpus, gpu_mem, gpu_cores, whole = _gpu_share(pod)
+    except InvalidInput as exc:
+        key = f"{meta.get('namespace') or ''}/{name}"
+        raise InvalidInput(f"pod {key}: cannot read its requests: {exc}") from exc
+    cpu, mem = res.cpu_m, res.mem_mib
     node = as_mapping(pod.get("spec")).get("nodeName")
     return PodSample(
         key=f"{meta.get('namespace') or ''}/{name}",

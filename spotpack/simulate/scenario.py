@@ -45,8 +45,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from spotpack.errors import InvalidInput
+from spotpack.errors import InvalidInput, InvalidQuantity
+from spotpack.quantity import parse_quantity
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TICKS = 20_000
@@ -55,16 +57,33 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 def _quantity(value: object) -> str:
-    """A quantity as Kubernetes writes it: numbers become their text, booleans are refused."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("a quantity is a number or a string such as 500m or 4Gi")
-    text = str(value).strip()
-    if not text or len(text) > 64:
-        raise ValueError("a quantity is a number or a string such as 500m or 4Gi")
-    return text
+    """A quantity as Kubernetes writes it, checked by the project's parser; kept as its text.
+
+    ``"4 cores"`` or ``-1`` would otherwise reach the services, which read an
+    unparseable request as nothing at all: every pod would fit anywhere and the
+    run would report savings it never made. Numbers become their text.
+    """
+    try:
+        number = parse_quantity(value)
+    except InvalidQuantity as exc:
+        raise PydanticCustomError("quantity", "{problem}", {"problem": str(exc)}) from exc
+    if number < 0:
+        raise PydanticCustomError(
+            "quantity", "quantity {value} is negative", {"value": repr(value)}
+        )
+    return str(value).strip()
 
 
 Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+
+class _PlacedError(ValueError):
+    """A cross-field problem that knows where in the document it is (``loc``)."""
+
+    def __init__(self, loc: tuple[int | str, ...], message: str, fix: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.fix = fix
 
 
 class ScenarioError(InvalidInput):
@@ -76,10 +95,59 @@ class _Strict(BaseModel):
 
 
 class Resources(_Strict):
-    """A container's requests and limits, Kubernetes quantities (``"500m"``, ``4Gi``, ``2``)."""
+    """A container's requests and limits, Kubernetes quantities (``"500m"``, ``4Gi``, ``2``).
+
+    As the API server does, a request above its limit is refused.
+    """
 
     requests: dict[str, Quantity] = Field(default_factory=dict)
     limits: dict[str, Quantity] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            if limit is not None and parse_quantity(request) > parse_quantity(limit):
+                raise _PlacedError(
+                    ("requests", name),
+                    f"request {request} is above its limit {limit}",
+                    "lower the request or raise the limit",
+                )
+        return self
+
+
+class Toleration(_Strict):
+    """A Kubernetes toleration, with its Kubernetes field names (``tolerationSeconds``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
+
+    @model_validator(mode="after")
+    def _kubernetes_rules(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise _PlacedError(
+                ("value",), "must be empty when operator is Exists", "remove value or use Equal"
+            )
+        if not self.key and self.operator != "Exists":
+            raise _PlacedError(
+                ("operator",), "must be Exists when key is empty", "give a key or use Exists"
+            )
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise _PlacedError(
+                ("effect",),
+                "must be NoExecute when tolerationSeconds is set",
+                "add effect: NoExecute or remove tolerationSeconds",
+            )
+        return self
+
+    def manifest(self) -> dict[str, Any]:
+        """The toleration as it goes into a pod spec (unset fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class Container(_Strict):
@@ -101,7 +169,7 @@ class PodTemplate(_Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
     containers: list[Container] = Field(min_length=1, max_length=16)
     node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, str]] = Field(default_factory=list)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     priority_class_name: str | None = None
 
     @field_validator("containers")
@@ -212,17 +280,28 @@ class Scenario(_Strict):
     def _consistent(self) -> Scenario:
         if self.duration / self.tick > MAX_TICKS:
             raise ValueError(f"duration / tick must be at most {MAX_TICKS} steps")
-        names = [w.name for w in self.workloads]
-        if len(set(names)) != len(names):
-            raise ValueError("workload names must be unique")
-        for w in self.workloads:
+        seen: set[str] = set()
+        for i, w in enumerate(self.workloads):
+            if w.name in seen:
+                raise _PlacedError(
+                    ("workloads", i, "name"), f"{w.name!r} is used twice", "give it another name"
+                )
+            seen.add(w.name)
             end = self.duration if w.end is None else w.end
             if not w.start < end <= self.duration:
-                raise ValueError(
-                    f"workload {w.name}: need start < end <= duration ({self.duration})"
+                raise _PlacedError(
+                    ("workloads", i),
+                    f"start {w.start:g} and end {end:g}: need start < end <= duration "
+                    f"({self.duration:g})",
+                    "move start or end, or lengthen duration",
                 )
-        if any(not 0 <= t < self.duration for t in self.interruptions.at):
-            raise ValueError("interruptions.at times must be within 0..duration")
+        for i, t in enumerate(self.interruptions.at):
+            if not 0 <= t < self.duration:
+                raise _PlacedError(
+                    ("interruptions", "at", i),
+                    f"{t:g} is not within 0..duration ({self.duration:g})",
+                    "use a time within the run",
+                )
         return self
 
     def real_seconds(self, simulated: float) -> float:
@@ -255,15 +334,21 @@ _FIXES: Mapping[str, str] = {
     "float_type": "write a number",
     "float_parsing": "write a number",
     "string_type": "write a string (quote it)",
+    "string_too_long": "use a shorter value",
     "bool_type": "write true or false",
+    "quantity": "write a Kubernetes quantity such as 500m, 2, 4Gi or 1e3",
 }
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
+def _where(loc: tuple[int | str, ...], document: object = None) -> str:
+    """``workloads[1] (executors).template.containers[0]...``: a workload by index and name."""
     out = ""
-    for part in loc:
+    for n, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
+            if loc[:n] == ("workloads",):
+                name = _workload_name(document, part)
+                out += f" ({name})" if name else ""
         elif part in ("int", "list[ReplicaStep]", "str", "float") or "[" in str(part):
             continue  # union branch names, not places in the document
         else:
@@ -271,19 +356,37 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _workload_name(document: object, index: int) -> str | None:
+    """The ``name`` the document gives workload ``index``, if it is a plain short string."""
+    workloads = document.get("workloads") if isinstance(document, Mapping) else None
+    if not isinstance(workloads, list) or not 0 <= index < len(workloads):
+        return None
+    entry = workloads[index]
+    name = entry.get("name") if isinstance(entry, Mapping) else None
+    return name if isinstance(name, str) and 0 < len(name) <= 63 else None
+
+
 def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def explain(error: ValidationError, source: str) -> str:
-    """The first problem of a validation error as ``FILE: PATH: what; fix: how``."""
+def explain(error: ValidationError, source: str, document: object = None) -> str:
+    """The first problem of a validation error as ``FILE: PATH: what; fix: how``.
+
+    ``document`` (the loaded YAML) lets the path name a workload by its ``name``.
+    """
     first = error.errors(include_url=False)[0]
-    where = _where(tuple(first.get("loc", ())))
+    loc = tuple(first.get("loc", ()))
+    message = str(first.get("msg", "invalid"))
+    cause = (first.get("ctx") or {}).get("error")
     kind = str(first.get("type", ""))
     fix = _FIXES.get(kind, "see the example scenarios in scenarios/")
+    if isinstance(cause, _PlacedError):
+        loc, message, fix = loc + cause.loc, str(cause), cause.fix
+    message = message.removeprefix("Value error, ")
     more = len(error.errors()) - 1
     tail = f" ({more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
-    return _one_line(f"{source}: {where}: {first.get('msg', 'invalid')}; fix: {fix}{tail}")
+    return _one_line(f"{source}: {_where(loc, document)}: {message}; fix: {fix}{tail}")
 
 
 def parse_scenario(document: object, source: str = "<scenario>") -> Scenario:
@@ -297,7 +400,7 @@ def parse_scenario(document: object, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(dict(document))
     except ValidationError as exc:
-        raise ScenarioError(explain(exc, source)) from exc
+        raise ScenarioError(explain(exc, source, document)) from exc
     except (ValueError, TypeError, RecursionError) as exc:
         raise ScenarioError(
             _one_line(f"{source}: cannot read the document ({exc}); fix: plain YAML values only")
@@ -361,6 +464,7 @@ __all__ = [
     "ReplicaStep",
     "Scenario",
     "ScenarioError",
+    "Toleration",
     "Workload",
     "document_of",
     "load_scenario",

@@ -72,12 +72,19 @@ class Room:
 
 
 def pod_request(pod: Mapping[str, Any]) -> Room:
-    """What a pod takes from a node: CPU/memory (init-container rule), one slot, vGPU slots."""
+    """What a pod takes from a node: CPU/memory (init-container rule), one slot, vGPU slots.
+
+    A request that does not parse raises :class:`InvalidInput` naming the pod:
+    the API server would have refused such a pod, and reading it as zero would
+    let it fit anywhere and make the run look cheaper than it is.
+    """
+    meta = as_mapping(pod.get("metadata"))
+    key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     try:
         res = pod_resources(pod)
-        cpu, mem = res.cpu_m, res.mem_mib
-    except InvalidInput:
-        cpu, mem = 0, 0
+    except InvalidInput as exc:
+        raise InvalidInput(f"pod {key}: cannot read its requests: {exc}") from exc
+    cpu, mem = res.cpu_m, res.mem_mib
     gpus = 0
     init_peak = 0
     for init, _, container in iter_containers(pod):
@@ -87,8 +94,8 @@ def pod_request(pod: Mapping[str, Any]) -> Room:
             value = as_mapping(resources.get("requests")).get(GPU)
         try:
             count = parse_whole(value, GPU) if value is not None else 0
-        except InvalidInput:
-            count = 0
+        except InvalidInput as exc:
+            raise InvalidInput(f"pod {key}: cannot read its requests: {exc}") from exc
         if init:
             init_peak = max(init_peak, count)
         else:
@@ -97,6 +104,7 @@ def pod_request(pod: Mapping[str, Any]) -> Room:
 
 
 def node_allocatable(node: Mapping[str, Any]) -> Room:
+    """A node's allocatable room; one that does not parse is no room (nothing fits there)."""
     alloc = as_mapping(as_mapping(node.get("status")).get("allocatable"))
     try:
         return Room(

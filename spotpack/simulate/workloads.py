@@ -65,7 +65,7 @@ def pod_manifest(workload: Workload, seq: int, scenario: str) -> dict[str, Any]:
     if template.node_selector:
         spec["nodeSelector"] = dict(template.node_selector)
     if template.tolerations:
-        spec["tolerations"] = [dict(t) for t in template.tolerations]
+        spec["tolerations"] = [t.manifest() for t in template.tolerations]
     if template.priority_class_name:
         spec["priorityClassName"] = template.priority_class_name
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}

@@ -9,11 +9,17 @@ import yaml
 
 from spotpack.cli import main
 
-GOOD = {
-    "name": "tiny",
-    "duration": 60,
-    "workloads": [{"name": "w", "template": {"containers": [{"name": "c"}]}}],
-}
+SMALL = {"name": "w", "template": {"containers": [{"name": "c"}]}}
+GOOD = {"name": "tiny", "duration": 60, "workloads": [SMALL]}
+
+
+def asking(requests: dict[str, object]) -> str:
+    """GOOD with a second workload, ``executors``, asking for ``requests``."""
+    big = {
+        "name": "executors",
+        "template": {"containers": [{"name": "c", "resources": {"requests": requests}}]},
+    }
+    return yaml.safe_dump({**GOOD, "workloads": [SMALL, big]})
 
 
 @pytest.mark.parametrize(
@@ -34,6 +40,22 @@ GOOD = {
             yaml.safe_dump({**GOOD, "zones": ["us-west-2a"]}),
             [],
             "zones: us-west-2a not in us-east-1",
+        ),
+        (
+            asking({"cpu": "4 cores"}),
+            [],
+            "workloads[1] (executors).template.containers[0].resources.requests.cpu: "
+            "quantity '4 cores' is not a Kubernetes quantity",
+        ),
+        (
+            asking({"cpu": "1000", "memory": "16Gi"}),
+            [],
+            "workloads[1] (executors): no on-demand type in us-east-1 holds a pod of 1000 CPU",
+        ),
+        (
+            asking({"memory": "100Ti"}),
+            [],
+            "workloads[1] (executors): no on-demand type in us-east-1 holds a pod of",
         ),
         (yaml.safe_dump(GOOD), ["--report", "out.pdf"], "--report out.pdf: unsupported file type"),
         (yaml.safe_dump(GOOD), ["--compression", "0"], "--compression must be"),

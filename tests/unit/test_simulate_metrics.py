@@ -18,6 +18,7 @@ from spotpack.simulate.metrics import (
     percentile,
     ratio,
     recovered,
+    spot_price_sources,
     weights,
 )
 from spotpack.simulate.observe import NodeSample, PodSample, Sample
@@ -234,7 +235,10 @@ def test_figures_from_a_two_sample_run() -> None:
         baseline=tuple(baseline_point(s, CHOOSE) for s in samples),
         created={"n/c": 0.0, "n/g": 1700.0},
         bound={"n/c": 0.0, "n/g": 1800.0},
-        interruptions=(Interruption(1000.0, "s1", "m5.large", "poisson", (), 1800.0),),
+        interruptions=(
+            Interruption(1000.0, "s1", "m5.large", "poisson", ("etl",), 1800.0),
+            Interruption(1100.0, "s2", "m5.large", "poisson", ()),
+        ),
         node_startup_seconds=60.0,
     )
     f = figures(record, CATALOG, REGION)
@@ -250,7 +254,25 @@ def test_figures_from_a_two_sample_run() -> None:
     assert f.gpu_mem_util == pytest.approx(8000 / T4_MIB)
     assert f.gpu_core_util == pytest.approx(0.30)
     assert f.pending.max == 100.0 and f.pending.p50 == 0.0
-    assert (f.survived, len(f.interruptions)) == (1, 1)
+    assert (f.survived, f.hit, f.on_empty_nodes, len(f.interruptions)) == (1, 1, 1, 2)
+    assert f.gpu_requested and f.spot_price_sources == {"g4dn.xlarge": "estimate"}
     assert (f.peak_nodes, f.nodes_seen, f.baseline_peak_nodes) == (2, 2, 2)
     assert f.savings == pytest.approx(1 - f.total_cost / f.baseline_total_cost)
     assert f.series.cost == (pytest.approx(M5L_OD), pytest.approx(M5L_OD + G4_SPOT))
+
+
+def test_an_interruption_of_an_empty_node_is_neither_hit_nor_survived() -> None:
+    empty = Interruption(100.0, "n1", "m5.large", "poisson", ())
+    later = Sample(200.0, (), (), {})
+    assert not recovered(empty, later)
+    empty.recovered_at = 200.0  # even if something set it, it does not count as survived
+    assert (empty.hit, empty.survived) == (False, False)
+
+
+def test_spot_price_sources_keep_the_least_trustworthy_figure_per_type() -> None:
+    samples = [Sample(0.0, (od("a"), spot("b"), gpu_node("g")), ()), Sample(60.0, (), ())]
+    assert spot_price_sources(samples, CATALOG, REGION) == {
+        "g4dn.xlarge": "estimate",
+        "m5.large": "estimate",
+    }
+    assert spot_price_sources([Sample(0.0, (od("a"),), ())], CATALOG, REGION) == {}

@@ -12,6 +12,7 @@ import pytest
 
 from spotpack.catalog import load_catalog
 from spotpack.cloud.local import NodeSpec, node_manifest
+from spotpack.errors import InvalidInput
 from spotpack.simulate.engine import interruption_probability, service_env
 from spotpack.simulate.metrics import Figures, Interruption, RunRecord, figures
 from spotpack.simulate.observe import (
@@ -23,7 +24,16 @@ from spotpack.simulate.observe import (
     pod_sample,
 )
 from spotpack.simulate.progress import ProgressBar, bar
-from spotpack.simulate.report import html_report, json_document, nice_top, terminal_table
+from spotpack.simulate.report import (
+    html_report,
+    json_document,
+    price_note,
+    svg_chart,
+    terminal_table,
+    time_label,
+    time_step,
+    value_axis,
+)
 from spotpack.simulate.scenario import Workload, parse_scenario
 from spotpack.simulate.scheduler import (
     Candidate,
@@ -317,21 +327,21 @@ def test_pod_sample_prefers_the_assignment_of_a_bound_pod() -> None:
 # --- report and progress ---------------------------------------------------------------------
 
 
-def small_figures() -> Figures:
+def small_figures(*, gpu: bool = False, empty_node_event: bool = False) -> Figures:
+    pod_a = PodSample("n/a", "w", "a", 1000, 1024)
+    pod_b = PodSample("n/a", "w", "b", 1000, 1024)
+    nodes_b: tuple[NodeSample, ...] = (NodeSample("b", "m5.large", "us-east-1a", "spot"),)
+    if gpu:
+        pod_b = PodSample("n/a", "w", "b", 1000, 1024, 1, 4000, 30)
+        nodes_b = (NodeSample("b", "g4dn.xlarge", "us-east-1a", "spot", 1, 16384, 100),)
     samples = (
-        Sample(
-            0.0,
-            (NodeSample("a", "m5.large", "us-east-1a", "on-demand"),),
-            (PodSample("n/a", "w", "a", 1000, 1024),),
-            {"w": 1},
-        ),
-        Sample(
-            60.0,
-            (NodeSample("b", "m5.large", "us-east-1a", "spot"),),
-            (PodSample("n/a", "w", "b", 1000, 1024),),
-            {"w": 1},
-        ),
+        Sample(0.0, (NodeSample("a", "m5.large", "us-east-1a", "on-demand"),), (pod_a,), {"w": 1}),
+        Sample(60.0, nodes_b, (pod_b,), {"w": 1}),
+        Sample(90.0, (), (PodSample("n/a", "w", None, 1000, 1024),), {"w": 1}),
     )
+    events = [Interruption(30.0, "a", "m5.large", "scheduled", ("w",), 60.0)]
+    if empty_node_event:
+        events.append(Interruption(40.0, "e", "m5.large", "poisson", ()))
     from spotpack.simulate.baseline import baseline_point, chooser
 
     choose = chooser(CATALOG, "us-east-1")
@@ -342,7 +352,7 @@ def small_figures() -> Figures:
         tuple(baseline_point(s, choose) for s in samples),
         {"n/a": 0.0},
         {"n/a": 0.0},
-        (Interruption(30.0, "a", "m5.large", "scheduled", ("w",), 60.0),),
+        tuple(events),
         60.0,
         ("a <note> & more",),
     )
@@ -350,7 +360,7 @@ def small_figures() -> Figures:
 
 
 def test_html_report_is_self_contained_and_has_the_charts() -> None:
-    text = html_report(small_figures(), "desc <b>")
+    text = html_report(small_figures(gpu=True), "desc <b>")
     assert not re.search(r"https?://", text)
     assert not re.search(r"<(script|link|img|iframe)\b", text)
     assert text.count("<svg") == 6
@@ -364,15 +374,57 @@ def test_html_report_is_self_contained_and_has_the_charts() -> None:
         assert title in text
     assert "desc &lt;b&gt;" in text and "a &lt;note&gt; &amp; more" in text
     assert "<polyline" in text
+    assert "spot prices: the catalog&#x27;s estimates" in text
+
+
+def test_a_run_without_gpu_pods_shows_no_gpu_figures_or_charts() -> None:
+    f = small_figures()
+    assert not f.gpu_requested and f.gpu_mem_util is None
+    text = html_report(f)
+    assert text.count("<svg") == 4 and "GPU memory allocated</text>" not in text
+    rows = {line.split("  ")[0]: line for line in terminal_table(f).splitlines()}
+    assert rows["GPU memory allocated"].split()[-2:] == ["-", "-"]
+    assert rows["GPU cores allocated"].split()[-2:] == ["-", "-"]
+    assert json_document(f)["gpu_mem_util"] is None
 
 
 def test_terminal_table_and_json() -> None:
-    f = small_figures()
+    f = small_figures(empty_node_event=True)
     table = terminal_table(f)
-    assert "total cost" in table and "saved" in table and "1/1 survived" in table
+    assert "total cost" in table and "saved" in table
+    assert "2 (1 hit workloads, 1 survived; 1 on empty nodes)" in table
+    assert "spot prices: the catalog's estimates, not market prices" in table
     doc = json_document(f)
-    assert doc["interruptions_survived"] == 1
-    assert orjson.loads(orjson.dumps(doc))["series"]["t"] == [0.0, 60.0]
+    assert (doc["interruptions_hit"], doc["interruptions_survived"]) == (1, 1)
+    assert doc["interruptions_on_empty_nodes"] == 1
+    assert doc["spot_price_sources"] == {"m5.large": "estimate"}
+    assert orjson.loads(orjson.dumps(doc))["series"]["t"] == [0.0, 60.0, 90.0]
+    assert doc["series"]["spot_share"] == (0.0, 1.0, None)  # no nodes: no share
+    assert "- (no workload pods)" in html_report(f)
+
+
+@pytest.mark.parametrize(
+    ("sources", "want"),
+    [
+        ({}, None),
+        (
+            {"m5.large": "estimate", "g4dn.xlarge": "estimate"},
+            "spot prices: the catalog's estimates, not market prices "
+            "('spotpack catalog refresh' fetches live ones)",
+        ),
+        ({"m5.large": "live"}, "spot prices: live for m5.large"),
+        (
+            {"m5.large": "estimate", "c5.large": "live", "r5.large": "snapshot"},
+            "spot prices: live for c5.large; snapshot for r5.large; estimate for m5.large "
+            "(estimates are the catalog's, not market prices "
+            "('spotpack catalog refresh' fetches live ones))",
+        ),
+    ],
+)
+def test_price_note_says_where_spot_prices_came_from(
+    sources: dict[str, str], want: str | None
+) -> None:
+    assert price_note(sources) == want
 
 
 def test_progress_bar() -> None:
@@ -425,16 +477,130 @@ def test_interruption_probability_per_step(rate: float, step: float, want: float
 
 
 @pytest.mark.parametrize(
-    ("peak", "top"),
+    ("peak", "integer", "top", "step"),
     [
-        (3.47, 5.0),
-        (2.0, 2.0),
-        (2.01, 2.5),
-        (0.868, 1.0),
-        (23.1, 25.0),
-        (0.0031, 0.005),
-        (7.0, 10.0),
+        (3.47, False, 4.0, 1.0),
+        (2.0, False, 2.0, 0.5),
+        (2.01, False, 2.5, 0.5),
+        (0.868, False, 1.0, 0.2),
+        (23.1, False, 25.0, 5.0),
+        (0.0031, False, 0.004, 0.001),
+        (7.0, False, 8.0, 2.0),
+        (0.0, False, 1.0, 0.2),
+        # counts: whole-number ticks only
+        (0.0, True, 1.0, 1.0),
+        (1.0, True, 1.0, 1.0),
+        (3.0, True, 3.0, 1.0),
+        (5.0, True, 5.0, 1.0),
+        (6.0, True, 6.0, 2.0),
+        (7.0, True, 8.0, 2.0),
+        (20.0, True, 20.0, 5.0),
+        (23.0, True, 25.0, 5.0),
+        (130.0, True, 150.0, 50.0),
     ],
 )
-def test_chart_axis_tops_are_round_numbers(peak: float, top: float) -> None:
-    assert nice_top(peak) == pytest.approx(top)
+def test_value_axis_ticks_are_round(peak: float, integer: bool, top: float, step: float) -> None:
+    assert value_axis(peak, integer=integer) == (pytest.approx(top), pytest.approx(step))
+
+
+@pytest.mark.parametrize(
+    ("span", "step", "last"),
+    [
+        (60.0, 10.0, "60 s"),
+        (120.0, 15.0, "120 s"),
+        (600.0, 120.0, "10 min"),
+        (1800.0, 300.0, "30 min"),  # spark-etl: every 5 min
+        (2700.0, 300.0, "45 min"),  # gpu-training: every 5 min
+        (3600.0, 600.0, "60 min"),  # llm-inference: every 10 min
+        (5400.0, 600.0, "90 min"),
+        (4 * 3600.0, 1800.0, "240 min"),
+        (8 * 3600.0, 3600.0, "8 h"),
+        (24 * 3600.0, 10800.0, "24 h"),
+        (7 * 86400.0, 86400.0, "7 d"),
+        (30 * 86400.0, 604800.0, ""),  # weeks (ticks 0, 7 d, ... 28 d)
+    ],
+)
+def test_time_ticks_fall_on_round_steps(span: float, step: float, last: str) -> None:
+    assert time_step(span) == step
+    assert span / step <= 9
+    if span % step == 0:
+        assert time_label(span, step) == last
+
+
+def test_time_labels_use_the_steps_unit() -> None:
+    assert [time_label(k * 300.0, 300.0) for k in range(3)] == ["0", "5 min", "10 min"]
+    assert time_label(5400.0, 1800.0) == "90 min" and time_label(7200.0, 3600.0) == "2 h"
+    assert time_label(45.0, 15.0) == "45 s" and time_label(2 * 86400.0, 86400.0) == "2 d"
+
+
+def _texts(svg: str, css_class: str) -> list[str]:
+    return re.findall(rf'class="{css_class}"[^>]*>([^<]*)<', svg)
+
+
+def test_chart_ticks_legend_gaps_and_marks() -> None:
+    svg = svg_chart(
+        "nodes",
+        [0.0, 600.0, 1200.0, 1800.0],
+        [("spotpack", [3.0, None, 7.0, 6.0]), ("baseline", [1.0, 2.0, 2.0, 1.0])],
+        t_end=1800.0,
+        integer=True,
+        marks=[900.0],
+    )
+    ticks = _texts(svg, "tick")
+    assert ticks[:5] == ["0", "2", "4", "6", "8"]  # counts in whole numbers
+    assert ticks[5:] == ["0", "5 min", "10 min", "15 min", "20 min", "25 min", "30 min"]
+    assert _texts(svg, "legend") == ["interruption", "baseline", "spotpack"]
+    legend_ys = {float(y) for y in re.findall(r'y="([\d.]+)"[^>]*class="legend"', svg)}
+    plot_top = min(float(y) for y in re.findall(r'y1="([\d.]+)"[^>]*class="grid"', svg))
+    assert max(legend_ys) < plot_top  # the legend sits above the plot, not on its lines
+    assert svg.count("<polyline") == 2  # spotpack: a gap leaves [3] and [7, 6]
+    assert svg.count("<circle") == 1
+    assert svg.count('class="mark"') == 1
+
+
+@pytest.mark.parametrize(
+    ("resources", "words"),
+    [
+        ({"requests": {"cpu": "4 cores"}}, "'4 cores' is not a Kubernetes quantity"),
+        ({"requests": {"memory": "lots"}}, "'lots' is not a Kubernetes quantity"),
+        ({"limits": {"nvidia.com/gpu": "0.5"}}, "nvidia.com/gpu"),
+    ],
+)
+def test_unreadable_requests_are_an_error_naming_the_pod_never_zero(
+    resources: dict[str, Any], words: str
+) -> None:
+    raw = pod("p")
+    raw["spec"]["containers"][0]["resources"] = resources
+    raw["metadata"]["labels"] = {WORKLOAD_LABEL: "w"}
+    with pytest.raises(InvalidInput, match=r"pod ns/p: cannot read its requests") as info:
+        pod_request(raw)
+    assert words in str(info.value)
+    with pytest.raises(InvalidInput, match=r"pod ns/p: cannot read its requests"):
+        pod_sample(raw)
+
+
+def test_pod_manifest_writes_tolerations_as_kubernetes_does() -> None:
+    w = Workload.model_validate(
+        {
+            "name": "w",
+            "template": {
+                "containers": [{"name": "c"}],
+                "tolerations": [
+                    {
+                        "key": "node.kubernetes.io/not-ready",
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 30,
+                    }
+                ],
+            },
+        }
+    )
+    assert pod_manifest(w, 0, "s")["spec"]["tolerations"] == [
+        {
+            "key": "node.kubernetes.io/not-ready",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        }
+    ]

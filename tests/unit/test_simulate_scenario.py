@@ -88,6 +88,99 @@ def test_desired_is_zero_outside_start_and_end(t: float, want: int) -> None:
     assert Workload.model_validate(workload(start=10, end=20, replicas=4)).desired(t) == want
 
 
+def resources(res: dict[str, Any], name: str = "executors") -> dict[str, Any]:
+    """A scenario whose second workload's container has these resources."""
+    return minimal(
+        workloads=[
+            workload(name="driver"),
+            workload(name=name, template={"containers": [{"name": "c", "resources": res}]}),
+        ]
+    )
+
+
+CPU = "workloads[1] (executors).template.containers[0].resources.requests.cpu"
+QUANTITY_FIX = "fix: write a Kubernetes quantity such as 500m, 2, 4Gi"
+
+
+@pytest.mark.parametrize(
+    ("doc", "place", "fix"),
+    [
+        (resources({"requests": {"cpu": "4 cores"}}), CPU, QUANTITY_FIX),
+        (resources({"requests": {"cpu": "four"}}), CPU, QUANTITY_FIX),
+        (resources({"requests": {"cpu": ""}}), CPU, QUANTITY_FIX),
+        (resources({"requests": {"cpu": -1}}), CPU + ": quantity -1 is negative", QUANTITY_FIX),
+        (resources({"requests": {"cpu": float("inf")}}), CPU, QUANTITY_FIX),
+        (resources({"requests": {"cpu": [4]}}), CPU, QUANTITY_FIX),
+        (
+            resources({"limits": {"memory": "8 GB"}}),
+            "workloads[1] (executors).template.containers[0].resources.limits.memory",
+            QUANTITY_FIX,
+        ),
+        (
+            resources({"requests": {"memory": "16Gi"}, "limits": {"memory": "8Gi"}}),
+            "workloads[1] (executors).template.containers[0].resources.requests.memory: "
+            "request 16Gi is above its limit 8Gi",
+            "lower the request or raise the limit",
+        ),
+        (
+            minimal(workloads=[workload(name="driver"), workload(name="x" * 41)]),
+            "workloads[1] (" + "x" * 41 + ").name: String should have at most 40 characters",
+            "fix: use a shorter value",
+        ),
+        (
+            minimal(workloads=[workload(name="driver"), workload(name=7)]),
+            "workloads[1].name: Input should be a valid string",  # not a name to show
+            "fix: write a string",
+        ),
+    ],
+)
+def test_bad_quantities_are_refused_naming_the_workload(
+    doc: dict[str, Any], place: str, fix: str
+) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(doc, "my.yaml")
+    message = str(info.value)
+    assert message.startswith(f"my.yaml: {place}"), message
+    assert fix in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [("500m", "500m"), (2, "2"), (0.5, "0.5"), ("4Gi", "4Gi"), ("1e3", "1e3"), (" 1 ", "1")],
+)
+def test_good_quantities_are_kept_as_written(value: Any, text: str) -> None:
+    s = parse_scenario(resources({"requests": {"cpu": value}}))
+    assert s.workloads[1].template.containers[0].resources.requests == {"cpu": text}
+
+
+@pytest.mark.parametrize(
+    ("toleration", "problem"),
+    [
+        ({"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}, None),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, None),
+        ({"operator": "Exists"}, None),
+        ({"key": "k", "operator": "Exists", "tolerationSeconds": 30}, "effect: must be NoExecute"),
+        ({"key": "k", "operator": "Exists", "value": "v"}, "value: must be empty"),
+        ({"value": "v"}, "operator: must be Exists when key is empty"),
+        ({"key": "k", "operator": "Like"}, "operator: Input should be 'Equal' or 'Exists'"),
+        ({"key": "k", "efect": "NoSchedule"}, "efect: Extra inputs are not permitted"),
+        ({"key": "k", "effect": "NoExecute", "tolerationSeconds": "soon"}, "tolerationSeconds"),
+    ],
+)
+def test_tolerations_follow_kubernetes(toleration: dict[str, Any], problem: str | None) -> None:
+    doc = minimal(
+        workloads=[workload(template={"containers": [{"name": "c"}], "tolerations": [toleration]})]
+    )
+    if problem is None:
+        got = parse_scenario(doc).workloads[0].template.tolerations[0].manifest()
+        assert got == toleration
+        return
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(doc, "my.yaml")
+    assert str(info.value).startswith("my.yaml: workloads[0] (web).template.tolerations[0]."), info
+    assert problem in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("doc", "place", "fix"),
     [
@@ -96,15 +189,15 @@ def test_desired_is_zero_outside_start_and_end(t: float, want: int) -> None:
         ({k: v for k, v in minimal().items() if k != "workloads"}, "workloads", "add it"),
         (minimal(workloads=[]), "workloads", "add at least one entry"),
         (minimal(name="Not A Label"), "name", "DNS label"),
-        (minimal(workloads=[workload(kind="cronjob")]), "workloads[0].kind", "use one of"),
+        (minimal(workloads=[workload(kind="cronjob")]), "workloads[0] (web).kind", "use one of"),
         (
             minimal(
                 workloads=[workload(replicas=[{"at": 5, "replicas": 1}, {"at": 1, "replicas": 2}])]
             ),
-            "workloads[0].replicas",
+            "workloads[0] (web).replicas",
             "increasing",
         ),
-        (minimal(workloads=[workload(replicas=-1)]), "workloads[0].replicas", "0..500"),
+        (minimal(workloads=[workload(replicas=-1)]), "workloads[0] (web).replicas", "0..500"),
         (
             minimal(
                 workloads=[
@@ -115,12 +208,16 @@ def test_desired_is_zero_outside_start_and_end(t: float, want: int) -> None:
                     )
                 ]
             ),
-            "workloads[0].template.containers[0].resources.requests.cpu",
+            "workloads[0] (web).template.containers[0].resources.requests.cpu",
             "quantity",
         ),
-        (minimal(workloads=[workload(end=900)]), "(top level)", "end <= duration"),
-        (minimal(workloads=[workload(), workload()]), "(top level)", "unique"),
-        (minimal(interruptions={"at": [700]}), "(top level)", "within 0..duration"),
+        (minimal(workloads=[workload(end=900)]), "workloads[0] (web): start", "end <= duration"),
+        (
+            minimal(workloads=[workload(), workload()]),
+            "workloads[1] (web).name: 'web' is used twice",
+            "another name",
+        ),
+        (minimal(interruptions={"at": [700]}), "interruptions.at[0]", "within 0..duration"),
         (minimal(interruptions={"rate": 1}), "interruptions.rate", "spelling"),
         (minimal(tick=0.001), "(top level)", "steps"),
     ],

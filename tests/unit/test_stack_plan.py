@@ -10,7 +10,15 @@ import pytest
 
 from spotpack.errors import ConfigError
 from spotpack.stack import Endpoints, StackSettings
-from spotpack.stack.banner import READY_LINE, STOP_LINE, Examples, banner
+from spotpack.stack.banner import (
+    EMBEDDED_NOTE,
+    READY_LINE,
+    STOP_LINE,
+    Examples,
+    banner,
+    find_examples,
+    spotpack_command,
+)
 from spotpack.stack.cli import add_parser, settings_from_args
 from spotpack.stack.plan import client_host, plan_services
 from spotpack.stack.stack import absolute, with_own_namespace
@@ -142,6 +150,8 @@ def test_banner_lists_the_urls_and_what_to_try_with_pasteable_paths(tmp_path: Pa
         admission_review=tmp_path / "deploy/examples/admissionreview-spark-executor.json",
         extender_filter=Path("/elsewhere/extender-filter.json"),
         scenario=tmp_path / "scenarios/spark-etl.yaml",
+        makefile=tmp_path / "Makefile",
+        program=tmp_path / ".venv/bin/spotpack",
     )
     text = banner(
         endpoints(tmp_path),
@@ -164,8 +174,64 @@ def test_banner_lists_the_urls_and_what_to_try_with_pasteable_paths(tmp_path: Pa
     ) in text
     assert "-d @/elsewhere/extender-filter.json" in text
     assert "https://127.0.0.1:8444/inspect" in text
-    assert "spotpack simulate scenarios/spark-etl.yaml" in text
-    assert "note:" not in text
+    assert "  .venv/bin/spotpack simulate scenarios/spark-etl.yaml   (or: make demo)" in lines
+    assert "\n".join(EMBEDDED_NOTE) in text
+    assert "neither the webhook nor a scheduler" in text and "kwok-style" not in text
+
+
+@pytest.mark.parametrize(
+    ("program", "makefile", "want"),
+    [
+        ("spotpack", "Makefile", "  spotpack simulate scenarios/spark-etl.yaml   (or: make demo)"),
+        (
+            Path("/opt/venv/bin/spotpack"),
+            None,
+            "  /opt/venv/bin/spotpack simulate scenarios/spark-etl.yaml",
+        ),
+        (
+            Path("bin/spotpack"),  # relative to the working directory below
+            "/checkout/Makefile",
+            "  bin/spotpack simulate scenarios/spark-etl.yaml   (or: make -C /checkout demo)",
+        ),
+    ],
+)
+def test_banner_names_spotpack_as_the_shell_finds_it(
+    tmp_path: Path, program: str | Path, makefile: str | None, want: str
+) -> None:
+    if isinstance(program, Path) and not program.is_absolute():
+        program = tmp_path / program
+    examples = Examples(
+        scenario=tmp_path / "scenarios/spark-etl.yaml",
+        makefile=(tmp_path / makefile) if makefile else None,
+        program=program,
+    )
+    lines = banner(endpoints(tmp_path), cwd=tmp_path, embedded=True, examples=examples)
+    assert want in lines.splitlines()
+
+
+def test_the_running_spotpack_is_bare_only_when_path_finds_that_very_file(tmp_path: Path) -> None:
+    venv = tmp_path / ".venv/bin"
+    venv.mkdir(parents=True)
+    script = venv / "spotpack"
+    script.write_text("#!/bin/sh\n")
+    python = str(venv / "python")
+    assert spotpack_command(str(script), python, lambda _: None) == script
+    assert spotpack_command(str(script), python, lambda _: str(script)) == "spotpack"
+    assert spotpack_command(str(script), python, lambda _: "/usr/bin/spotpack") == script
+    # run as "python -m ..." or under pytest: the venv's sibling script
+    assert spotpack_command("/x/pytest", python, lambda _: None) == script
+    assert spotpack_command("/x/pytest", "/nowhere/python", lambda _: None) == "spotpack"
+
+
+def test_find_examples_finds_the_checkouts_files_and_its_demo_target(tmp_path: Path) -> None:
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios/spark-etl.yaml").write_text("name: x\n")
+    (tmp_path / "Makefile").write_text("help:\n\techo\ndemo: x\n\techo\n")
+    found = find_examples((tmp_path,), argv0="/x/pytest", executable="/nowhere/python")
+    assert found.scenario == tmp_path / "scenarios/spark-etl.yaml"
+    assert found.makefile == tmp_path / "Makefile" and found.program == "spotpack"
+    (tmp_path / "Makefile").write_text("help:\n\techo\n")
+    assert find_examples((tmp_path,), argv0="/x", executable="/y").makefile is None
 
 
 def test_banner_against_a_given_cluster_warns_about_the_local_cloud(tmp_path: Path) -> None:
@@ -173,6 +239,7 @@ def test_banner_against_a_given_cluster_warns_about_the_local_cloud(tmp_path: Pa
     assert "on the cluster of .run/kubeconfig" in text
     assert "kwok-style" in text
     assert "spotpack simulate" not in text and "/mutate -H" not in text
+    assert "no admission chain" not in text  # a real cluster may well have one
     without = banner(endpoints(tmp_path, provisioner=False), cwd=tmp_path, embedded=False)
     assert "provisioner  not running (--cloud none)" in without
     assert "kwok-style" not in without
