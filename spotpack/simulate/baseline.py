@@ -5,8 +5,8 @@ a sample (bound or still pending), computed pod by pod:
 
 - **no binpacking**: every pod gets a node of its own;
 - **all on-demand**: that node is the cheapest *on-demand* type of the region
-  (catalog list price; any architecture, as the provisioner may choose for
-  pods that do not pin one) with ``vcpu * 1000 >= cpu_m`` and
+  (catalog list price; of the architectures the provisioner buys, amd64 by
+  default as ``SPOTPACK_PROVISIONER_ARCHITECTURES``) with ``vcpu * 1000 >= cpu_m`` and
   ``memory_mib >= mem_mib`` (the catalog's raw figures, not allocatable: a
   choice in the baseline's favour);
 - **whole GPUs**: a GPU pod's vGPU slices are each rounded up to one whole
@@ -69,9 +69,17 @@ Chooser = Callable[[int, int, int, int], BaselineNode]
 """(cpu_m, mem_mib, cards, MiB per card) -> the node."""
 
 
-def chooser(catalog: Catalog, region: str) -> Chooser:
+DEFAULT_ARCHITECTURES = frozenset({"amd64"})
+"""What the provisioner buys by default: the baseline compares like with like."""
+
+
+def chooser(
+    catalog: Catalog, region: str, architectures: frozenset[str] = DEFAULT_ARCHITECTURES
+) -> Chooser:
     """The baseline node for a pod's shape, memoized (shapes repeat across samples)."""
-    types = [t for t in catalog.types(region) if t.on_demand.get(region)]
+    types = [
+        t for t in catalog.types(region) if t.on_demand.get(region) and t.arch in architectures
+    ]
 
     @lru_cache(maxsize=4096)
     def choose(cpu_m: int, mem_mib: int, cards: int, card_mem: int) -> BaselineNode:

@@ -29,6 +29,7 @@ REGION = "us-east-1"
 M5L_OD, M5L_SPOT = 0.096, 0.0432
 G4_OD, G4_SPOT = 0.526, 0.1578
 C6G_MEDIUM_OD, C6G_LARGE_OD = 0.034, 0.068
+C5_LARGE_OD = 0.085
 T4_MIB = 16384
 
 
@@ -165,8 +166,9 @@ CHOOSE = chooser(CATALOG, REGION)
 @pytest.mark.parametrize(
     ("pod", "itype", "price"),
     [
-        (PodSample("n/a", "w", None, cpu_m=1000, mem_mib=2048), "c6g.medium", C6G_MEDIUM_OD),
-        (PodSample("n/a", "w", None, cpu_m=1500, mem_mib=2048), "c6g.large", C6G_LARGE_OD),
+        # amd64 only, as the provisioner buys by default
+        (PodSample("n/a", "w", None, cpu_m=1000, mem_mib=2048), "c5.large", C5_LARGE_OD),
+        (PodSample("n/a", "w", None, cpu_m=1500, mem_mib=2048), "c5.large", C5_LARGE_OD),
         # one 8000 MiB slice -> one whole card of at least 8000 MiB
         (
             PodSample("n/a", "w", None, cpu_m=2000, mem_mib=8192, vgpus=1, gpu_mem_mib=8000),
@@ -192,6 +194,21 @@ def test_baseline_node_per_pod(pod: PodSample, itype: str, price: float) -> None
     assert (node.instance_type, node.price) == (itype, pytest.approx(price))
 
 
+@pytest.mark.parametrize(
+    ("pod", "itype", "price"),
+    [
+        (PodSample("n/a", "w", None, cpu_m=1000, mem_mib=2048), "c6g.medium", C6G_MEDIUM_OD),
+        (PodSample("n/a", "w", None, cpu_m=1500, mem_mib=2048), "c6g.large", C6G_LARGE_OD),
+    ],
+)
+def test_baseline_with_arm64_allowed_takes_graviton(
+    pod: PodSample, itype: str, price: float
+) -> None:
+    both = chooser(CATALOG, REGION, frozenset({"amd64", "arm64"}))
+    node = node_for(pod, both)
+    assert (node.instance_type, node.price) == (itype, pytest.approx(price))
+
+
 def test_baseline_refuses_a_pod_nothing_holds() -> None:
     with pytest.raises(BaselineError, match="no on-demand type"):
         node_for(PodSample("n/a", "w", None, cpu_m=10_000_000), CHOOSE)
@@ -211,7 +228,7 @@ def test_baseline_point_no_binpacking_whole_cards() -> None:
         ),
     )
     point = baseline_point(sample, CHOOSE)
-    assert point.cost_per_hour == pytest.approx(2 * C6G_MEDIUM_OD + 2 * G4_OD)
+    assert point.cost_per_hour == pytest.approx(2 * C5_LARGE_OD + 2 * G4_OD)
     assert point.nodes == 4
     assert (point.gpu_mem_alloc, point.gpu_mem_total) == (8000 + T4_MIB, 2 * T4_MIB)
     assert (point.gpu_cores_alloc, point.gpu_cores_total) == (130, 200)
@@ -244,9 +261,7 @@ def test_figures_from_a_two_sample_run() -> None:
     f = figures(record, CATALOG, REGION)
     half = 0.5  # each sample holds for half an hour
     assert f.total_cost == pytest.approx(M5L_OD * half + (M5L_OD + G4_SPOT) * half)
-    assert f.baseline_total_cost == pytest.approx(
-        C6G_MEDIUM_OD * half + (C6G_MEDIUM_OD + G4_OD) * half
-    )
+    assert f.baseline_total_cost == pytest.approx(C5_LARGE_OD * half + (C5_LARGE_OD + G4_OD) * half)
     assert f.mean_cost_per_hour == pytest.approx(f.total_cost)
     assert f.spot_node_share == pytest.approx(1 / 3)  # 1 spot node-half-hour of 3
     assert f.spot_cost_share == pytest.approx(G4_SPOT * half / f.total_cost)
