@@ -29,6 +29,7 @@ from cryptography import x509
 from spotpack.errors import ConfigError
 from spotpack.serving import ServeSettings, serve, wait_until_serving
 from spotpack.tls import certs
+from tests.integration.servers import Service, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -40,23 +41,9 @@ STOP_TIMEOUT = 10.0
 IO_TIMEOUT = 5.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    ca_file: Path | None
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+class Server(Service):
+    """A ``tls_app.py`` server; stopped by a signal to the master alone (as a user would)."""
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Ask politely, then kill the whole process group (master and workers)."""
