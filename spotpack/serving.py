@@ -34,8 +34,10 @@ import http.client
 import importlib.util
 import logging
 import os
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -85,6 +87,9 @@ class ServeSettings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     proc_name: str = "spotpack"
     env_prefix: str = "SPOTPACK_"
+    shared_metrics: bool = False
+    """Workers count Prometheus metrics in files of one directory (see :func:`serve`),
+    so any worker's /metrics shows the whole server's figures."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServeSettings:
@@ -112,6 +117,7 @@ def serve(app_uri: str, settings: ServeSettings) -> None:
     check_startup(app_uri, settings)
     _ensure_log_handler()
     master_pid = os.getpid()
+    metrics_dir = _shared_metrics_dir(settings) if settings.shared_metrics else None
     application = _GunicornApplication(app_uri, gunicorn_options(settings))
     try:
         application.run()
@@ -119,6 +125,27 @@ def serve(app_uri: str, settings: ServeSettings) -> None:
         if os.getpid() == master_pid and exc.code in (0, None):
             return
         raise
+    finally:
+        if metrics_dir is not None and os.getpid() == master_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Where prometheus_client's multiprocess mode keeps each process's values."""
+
+
+def _shared_metrics_dir(settings: ServeSettings) -> Path | None:
+    """A fresh directory for the workers' metric files, named in the environment before
+    gunicorn forks (prometheus_client picks its mode when a worker first imports it).
+
+    A directory the operator already named is used as it is (and kept); the one made
+    here is removed when the server stops. Returns the directory to remove, if any.
+    """
+    if os.environ.get(MULTIPROC_ENV):
+        return None
+    made = Path(tempfile.mkdtemp(prefix=f"{settings.proc_name}-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(made)
+    return made
 
 
 def check_startup(app_uri: str, settings: ServeSettings) -> None:

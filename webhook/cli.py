@@ -69,6 +69,7 @@ def serve_settings(settings: WebhookSettings) -> ServeSettings:
         keepalive=75,
         proc_name="spotpack-webhook",
         env_prefix="SPOTPACK_WEBHOOK_",
+        shared_metrics=settings.workers > 1,
     )
 
 

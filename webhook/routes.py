@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from spotpack.errors import InvalidInput
@@ -136,7 +136,7 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics_endpoint() -> Response:
-    return Response(generate_latest(_context().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(_context().metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 
 def register_errors(app: Flask) -> None:

@@ -77,13 +77,25 @@ def test_golden_review_over_verified_tls(connect) -> None:
     assert status == 200
     request = golden("admissionreview-spark-driver.json")["request"]
     assert body["response"]["uid"] == request["uid"]
-    pod = jsonpatch.apply_patch(request["object"], json.loads(base64.b64decode(body["response"]["patch"])))
-    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms == [{"matchExpressions": [{"key": "karpenter.sh/capacity-type", "operator": "NotIn", "values": ["spot"]}]}]
+    pod = jsonpatch.apply_patch(
+        request["object"], json.loads(base64.b64decode(body["response"]["patch"]))
+    )
+    terms = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert terms == [
+        {
+            "matchExpressions": [
+                {"key": "karpenter.sh/capacity-type", "operator": "NotIn", "values": ["spot"]}
+            ]
+        }
+    ]
 
 
 def test_client_without_the_ca_is_refused(webhook: Service) -> None:
-    conn = http.client.HTTPSConnection("127.0.0.1", webhook.port, context=ssl.create_default_context(), timeout=5)
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", webhook.port, context=ssl.create_default_context(), timeout=5
+    )
     with pytest.raises(ssl.SSLCertVerificationError):
         conn.request("GET", "/healthz")
     conn.close()
@@ -93,7 +105,11 @@ def test_keep_alive_serves_many_reviews_on_one_connection(connect) -> None:
     conn = connect()
     conn.connect()
     local = conn.sock.getsockname()
-    for name in ("admissionreview-spark-driver.json", "admissionreview-spark-executor.json", "admissionreview-gpu-pod.json") * 5:
+    for name in (
+        "admissionreview-spark-driver.json",
+        "admissionreview-spark-executor.json",
+        "admissionreview-gpu-pod.json",
+    ) * 5:
         status, body = post(conn, golden_bytes(name))
         assert status == 200 and body["response"]["allowed"] is True
     assert conn.sock.getsockname() == local, "the connection was not reused"
@@ -148,3 +164,47 @@ def test_certificate_rotation_without_restart(webhook: Service, tls_dir: Path, c
     assert webhook.proc.poll() is None
     status, _ = post(connect(), golden_bytes("admissionreview-spark-executor.json"))
     assert status == 200
+
+
+def admissions_total(conn: http.client.HTTPConnection) -> float:
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    text = response.read().decode()
+    assert response.status == 200
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("spotpack_webhook_admissions_total{")
+    )
+
+
+def test_two_workers_report_the_whole_servers_figures(tls_dir: Path, tmp_path: Path) -> None:
+    """Reviews answered by either worker show in every scrape, whichever worker answers it,
+    and the workers' metric files go away with the server."""
+    port = free_port()
+    env = {
+        "SPOTPACK_WEBHOOK_HOST": "127.0.0.1",
+        "SPOTPACK_WEBHOOK_PORT": str(port),
+        "SPOTPACK_WEBHOOK_CERT_FILE": str(tls_dir / "tls.crt"),
+        "SPOTPACK_WEBHOOK_KEY_FILE": str(tls_dir / "tls.key"),
+        "SPOTPACK_WEBHOOK_NAMESPACE_DEFAULTS": "false",
+        "SPOTPACK_WEBHOOK_WORKERS": "2",
+        "TMPDIR": str(tmp_path),
+    }
+    service = start(["webhook"], env, port, tmp_path / "webhook.log", tls_dir / "ca.crt")
+    try:
+        review = golden_bytes("admissionreview-spark-driver.json")
+        for _ in range(24):  # a new connection each: both workers take some
+            conn = service.connection()
+            assert post(conn, review)[0] == 200
+            conn.close()
+        totals = []
+        for _ in range(6):
+            conn = service.connection()
+            totals.append(admissions_total(conn))
+            conn.close()
+        assert totals == [24.0] * 6
+        assert list(tmp_path.glob("spotpack-webhook-metrics-*"))
+    finally:
+        assert service.stop() == 0
+    assert not list(tmp_path.glob("spotpack-webhook-metrics-*"))
