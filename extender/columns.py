@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spotpack.scoring.binpack import SNAP
 from spotpack.scoring.combine import MAX_SCORE
 from spotpack.scoring.price import NEUTRAL
 
@@ -206,6 +207,7 @@ class FilterMasks:
 
     @property
     def all_ok(self) -> bool:
+        """Whether every node passed, so the answer needs no failure reasons."""
         return bool(self.ok.all())
 
 
@@ -261,7 +263,11 @@ class Candidates:
     generation: int
 
 
-def passed(cols: Gathered, names: list[str], mask: np.ndarray, generation: int) -> Candidates:
+def passed_candidates(
+    cols: Gathered, names: list[str], mask: np.ndarray, generation: int
+) -> Candidates:
+    """The rows that passed (``mask``) for prioritize; ``names`` are kept as given, so a
+    caller whose every node passed needs no copy (the others replace them with the passed)."""
     return Candidates(names, cols.idx[mask], generation)
 
 
@@ -323,7 +329,7 @@ def vector_scores(
     if shape is not None and cols.free is not None:
         count, need = shape
         packed = cols.fill + count * cols.inv_slots + (need * count) * cols.inv_mem
-        packed = np.minimum(packed, 3.0) * (100.0 / 3.0)
+        packed = np.floor(np.minimum(packed, 3.0) * (100.0 / 3.0) * SNAP + 0.5) / SNAP
         term = 100.0 - packed if spread else packed
         gpu = np.where(cols.free >= need, term, 0.0)
         mixed = (total + w_gpu * gpu) / with_gpu if with_gpu > 0 else np.zeros_like(total)

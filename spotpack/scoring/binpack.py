@@ -15,9 +15,16 @@ A ratio with a zero total is 0 (HAMi would divide by zero) and a ratio above 1
 (a node over-committed by someone else) counts as 1, so the terms stay in range.
 Packing the fullest nodes first keeps whole nodes empty for whole-card jobs and
 for scale-down; spreading lowers the blast radius of one spot interruption.
+
+Terms are snapped to 1e-9 (:func:`snap`): the fast form (inverse totals, summed
+ratios) and the reference form (divisions) differ in the last bits, and a term
+of 29.999999999999986 instead of 30 would turn an integer score at a .5
+boundary from 7 into 6.
 """
 
 from __future__ import annotations
+
+import math
 
 from spotpack.gpu.inventory import NodeGPUs
 from spotpack.gpu.usage import Load, NodeUsage
@@ -25,6 +32,16 @@ from spotpack.gpu.usage import Load, NodeUsage
 WEIGHT = 10
 """HAMi's ``Weight``."""
 MAX_RAW = 3 * WEIGHT
+
+
+SNAP = 1e9
+"""Terms are kept to 1e-9 (see the module docstring)."""
+
+
+def snap(term: float) -> float:
+    """``floor(term * 1e9 + 0.5) / 1e9``: plain IEEE operations, so an array version
+    (``numpy.floor`` of the same expression) gives bit-identical results."""
+    return math.floor(term * SNAP + 0.5) / SNAP
 
 
 def _ratio(used: float, total: float) -> float:
@@ -68,7 +85,7 @@ def binpack_term(
         used_mem=used_mem,
         total_mem=total_mem,
     )
-    return raw / MAX_RAW * 100
+    return snap(raw / MAX_RAW * 100)
 
 
 def spread_term(
@@ -101,7 +118,16 @@ def node_binpack(gpus: NodeGPUs, usage: NodeUsage, added: Load) -> float:
     """
     inv_slots, inv_mem, inv_cores = gpus.inverse_totals
     raw = usage.fill + added[0] * inv_slots + added[1] * inv_mem + added[2] * inv_cores
-    return min(max(raw, 0.0), 3.0) * (100.0 / 3.0)
+    return snap(min(max(raw, 0.0), 3.0) * (100.0 / 3.0))
 
 
-__all__ = ["MAX_RAW", "WEIGHT", "binpack_term", "hami_node_score", "node_binpack", "spread_term"]
+__all__ = [
+    "MAX_RAW",
+    "SNAP",
+    "WEIGHT",
+    "binpack_term",
+    "hami_node_score",
+    "node_binpack",
+    "snap",
+    "spread_term",
+]

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from spotpack.gpu.inventory import Card, InventorySource, NodeGPUs
 from spotpack.gpu.usage import Assignment, DeviceGrant, NodeUsage
-from spotpack.scoring.binpack import binpack_term, hami_node_score, node_binpack, spread_term
+from spotpack.scoring.binpack import (
+    binpack_term,
+    hami_node_score,
+    node_binpack,
+    snap,
+    spread_term,
+)
 from spotpack.scoring.combine import combine, to_extender_score
 from spotpack.scoring.price import price_bounds, price_score, price_scores
 from spotpack.scoring.risk import (
@@ -51,6 +57,37 @@ def test_node_binpack_counts_the_pod_being_placed() -> None:
     # after adding (1 slot, 5000 MiB, 50 cores): 2/20 + 100/200 + 10000/20000
     assert node_binpack(gpus, usage, (1, 5000, 50)) == pytest.approx((0.1 + 0.5 + 0.5) / 3 * 100)
     assert node_binpack(gpus, NodeUsage(gpus), (0, 0, 0)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("mem", "slots", "added", "term"),
+    [
+        # a whole card on an empty one-card node: 1/10 + 1 + 1 = 2.1 -> 70, in every form
+        (15360, 10, (1, 15360, 100), 70.0),
+        (22888, 10, (1, 22888, 100), 70.0),
+        (40960, 7, (3, 40960, 100), (3 / 7 + 1 + 1) / 3 * 100),
+    ],
+)
+def test_fast_and_reference_binpack_agree_to_the_bit(
+    mem: int, slots: int, added: tuple[int, int, int], term: float
+) -> None:
+    """Inverse totals and divisions differ in the last bits (29.999999999999986 for a 30
+    spread term): both forms are snapped to 1e-9, so an integer score at a .5 boundary
+    cannot differ between the extender's fast path and the core."""
+    gpus = NodeGPUs((Card("GPU-0", 0, mem, 100, slots),), InventorySource.HAMI)
+    fast = node_binpack(gpus, NodeUsage(gpus), added)
+    reference = binpack_term(
+        used_slots=added[0], total_slots=slots, used_cores=added[2], total_cores=100,
+        used_mem=added[1], total_mem=mem,
+    )  # fmt: skip
+    assert fast == reference == pytest.approx(term)
+    assert 100 - fast == 100 - reference
+
+
+def test_snap_keeps_nine_decimals() -> None:
+    assert snap(29.999999999999986) == 30.0
+    assert snap(12.3456789014) == 12.345678901
+    assert snap(0.0) == 0.0
 
 
 # --- risk ------------------------------------------------------------------------------------
