@@ -36,12 +36,12 @@ from extender.columns import (
     K,
     answer_parts,
     filter_masks,
+    passed_candidates,
     pick,
     pick_by,
     rows_for,
     vector_scores,
 )
-from extender.columns import passed as passed_candidates
 from extender.state import NO_GPUS, ClusterState, NodeEntry
 from spotpack.gpu import ContainerKind, PreparedDemand, prepare
 from spotpack.gpu.fit import sure_load

@@ -16,9 +16,10 @@ deadline, which compressed-time simulations make short. The route is never
 registered for a real cloud: there, a request like this would destroy capacity.
 
 Answers: 202 with the notice queued; 400 for a body that is not such a request;
-404 for a node the provisioner's cache does not hold; 409 for a node without
-an instance id (not launched by a cloud); 503 when this replica is not the
-leader (a follower's loop drops notices, so it must not accept them).
+413 for a body over :data:`MAX_BODY_BYTES`; 404 for a node the provisioner's
+cache does not hold; 409 for a node without an instance id (not launched by a
+cloud); 503 when this replica is not the leader (a follower's loop drops
+notices, so it must not accept them).
 """
 
 from __future__ import annotations

@@ -52,6 +52,8 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 
 @dataclass(frozen=True, slots=True)
 class Head:
+    """What the fast path needs of a plain request's head: route, body length, closing."""
+
     method: str
     path: str
     content_length: int

@@ -127,6 +127,8 @@ class StickyThreadWorker(ThreadWorker):  # type: ignore[misc]
         return (fields if 0 < fields <= 32768 else 32768, size if size > 0 else MAX_FIELD_SIZE)
 
     def _next(self, conn: Any, endpoints: JSONEndpoints | None) -> Any:
+        """Serve the connection's next request: the fast path when it takes it (counted
+        toward ``max_requests`` as gunicorn counts), else ``gthread``'s ``handle``."""
         if endpoints is not None:
             # gunicorn's max_requests: the answer that reaches it says "Connection: close"
             last = self.nr + 1 >= self.max_requests

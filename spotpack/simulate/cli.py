@@ -15,10 +15,15 @@ import logging
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spotpack.errors import InvalidInput
 from spotpack.logs import configure_logging
 from spotpack.simulate.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:
+    from spotpack.catalog.model import Catalog
+    from spotpack.simulate.metrics import Figures
 
 log = logging.getLogger(__name__)
 
@@ -91,38 +96,12 @@ def _free_ports(n: int) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     """Check everything, start the stack, run, report; a SpotpackError is one line, exit 2."""
     configure_logging("text", "INFO" if args.verbose else "WARNING")
-    scenario = load_scenario(args.scenario)
-    if args.compression is not None:
-        if not 0 < args.compression <= 10_000:
-            raise InvalidInput("--compression must be in (0, 10000] simulated seconds per second")
-        scenario = Scenario.model_validate(
-            {**scenario.model_dump(), "compression": args.compression}
-        )
-    _check_output(args.report, "--report", (".html", ".htm"))
-    _check_output(args.json, "--json", (".json",))
-    from spotpack.catalog import load_catalog
-
-    catalog = load_catalog(override=args.catalog)
-    if scenario.region not in catalog.regions:
-        raise InvalidInput(
-            f"{args.scenario}: region: {scenario.region!r} is not in the catalog; fix: use one "
-            f"of {', '.join(sorted(catalog.regions))}"
-        )
-    unknown = sorted(set(scenario.zones) - set(catalog.regions[scenario.region]))
-    if unknown:
-        raise InvalidInput(
-            f"{args.scenario}: zones: {', '.join(unknown)} not in {scenario.region}; fix: use "
-            f"some of {', '.join(catalog.regions[scenario.region])}"
-        )
-    from spotpack.simulate.baseline import check_capacity
-
-    check_capacity(scenario, catalog, str(args.scenario))
+    scenario, catalog = _checked_inputs(args)
     live = sys.stderr.isatty() if args.progress is None else bool(args.progress)
     show = args.progress is not False
     from spotpack.simulate.engine import Engine, service_env
     from spotpack.simulate.metrics import figures
     from spotpack.simulate.progress import ProgressBar
-    from spotpack.simulate.report import html_report, json_bytes, terminal_table
     from spotpack.stack import Stack, StackSettings
 
     webhook, extender, provisioner = _free_ports(3)
@@ -150,16 +129,55 @@ def run(args: argparse.Namespace) -> int:
         finally:
             engine.cleanup()
     result = figures(record, catalog, scenario.region)
+    _write_outputs(result, args, scenario.description)
+    return 0
+
+
+def _checked_inputs(args: argparse.Namespace) -> tuple[Scenario, Catalog]:
+    """The scenario (with ``--compression`` applied) and the catalog, checked against each
+    other and the output paths: every mistake found here costs nothing to undo."""
+    scenario = load_scenario(args.scenario)
+    if args.compression is not None:
+        if not 0 < args.compression <= 10_000:
+            raise InvalidInput("--compression must be in (0, 10000] simulated seconds per second")
+        scenario = Scenario.model_validate(
+            {**scenario.model_dump(), "compression": args.compression}
+        )
+    _check_output(args.report, "--report", (".html", ".htm"))
+    _check_output(args.json, "--json", (".json",))
+    from spotpack.catalog import load_catalog
+
+    catalog = load_catalog(override=args.catalog)
+    if scenario.region not in catalog.regions:
+        raise InvalidInput(
+            f"{args.scenario}: region: {scenario.region!r} is not in the catalog; fix: use one "
+            f"of {', '.join(sorted(catalog.regions))}"
+        )
+    unknown = sorted(set(scenario.zones) - set(catalog.regions[scenario.region]))
+    if unknown:
+        raise InvalidInput(
+            f"{args.scenario}: zones: {', '.join(unknown)} not in {scenario.region}; fix: use "
+            f"some of {', '.join(catalog.regions[scenario.region])}"
+        )
+    from spotpack.simulate.baseline import check_capacity
+
+    check_capacity(scenario, catalog, str(args.scenario))
+    return scenario, catalog
+
+
+def _write_outputs(result: Figures, args: argparse.Namespace, description: str) -> None:
+    """The table on stdout, then the ``--report`` and ``--json`` files when asked for."""
+    from spotpack.simulate.report import html_report, json_bytes, terminal_table
+
     print(terminal_table(result))
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(html_report(result, scenario.description), encoding="utf-8")
+        args.report.write_text(html_report(result, description), encoding="utf-8")
         print(f"report: {args.report}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(json_bytes(result))
         print(f"figures: {args.json}")
-    return 0
 
 
 __all__ = ["add_parser", "run"]

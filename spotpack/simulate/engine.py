@@ -50,7 +50,7 @@ from spotpack.simulate.clients import (
     review,
 )
 from spotpack.simulate.metrics import Interruption, RunRecord, affected_workloads, recovered
-from spotpack.simulate.observe import WORKLOAD_LABEL, Sample, take_sample
+from spotpack.simulate.observe import WORKLOAD_LABEL, NodeSample, Sample, take_sample
 from spotpack.simulate.scenario import Scenario
 from spotpack.simulate.scheduler import (
     Candidate,
@@ -129,6 +129,8 @@ def interruption_probability(rate_per_hour: float, step_seconds: float) -> float
 
 
 class Progress(Protocol):
+    """Where the run reports how far it is (a terminal line, or nothing in tests)."""
+
     def update(self, t: float, total: float, status: str) -> None: ...
 
     def close(self) -> None: ...
@@ -421,33 +423,8 @@ class Engine:
     def _interrupt(self, t: float, sample: Sample, placed: Mapping[str, list[str]]) -> None:
         """Interrupt spot nodes; the workloads hit are those of the sample plus ``placed``
         (pods bound this step, after the sample was taken)."""
-        spec = self.scenario.interruptions
-        spot = [
-            n
-            for n in sample.nodes
-            if n.spot and not n.interrupted and n.name not in self.state.notified
-        ]
-        chosen: list[tuple[str, str]] = []
-        if spec.rate_per_node_hour > 0:
-            p = interruption_probability(spec.rate_per_node_hour, self.scenario.tick)
-            chosen.extend((n.name, "poisson") for n in spot if self.rng.random() < p)
-        for at in spec.at:
-            if t <= at < t + self.scenario.tick:
-                left = [n for n in spot if n.name not in {c[0] for c in chosen}]
-                if not left:
-                    self.state.notes.append(f"no spot node to interrupt at t={at:g}s")
-                    continue
-                busiest = max(
-                    left,
-                    key=lambda n: (
-                        sum(1 for p in sample.pods if p.node == n.name)
-                        + len(placed.get(n.name, ())),
-                        n.name,
-                    ),
-                )
-                chosen.append((busiest.name, "scheduled"))
         by_name = {n.name: n for n in sample.nodes}
-        for name, reason in chosen:
+        for name, reason in self._victims(t, sample, placed):
             status, answer = self.provisioner.post("/local/interruptions", {"node": name})
             if status != 202:
                 self.state.notes.append(f"interruption of {name} refused: {answer}")
@@ -466,6 +443,30 @@ class Engine:
             )
             log.info("interrupted", extra={"node": name, "t": t, "reason": reason})
 
+    def _victims(
+        self, t: float, sample: Sample, placed: Mapping[str, list[str]]
+    ) -> list[tuple[str, str]]:
+        """The spot nodes to interrupt this step and why: each by chance (``poisson``), then,
+        per scheduled time in the step, the busiest one not chosen yet (``scheduled``)."""
+        spec = self.scenario.interruptions
+        spot = [
+            n
+            for n in sample.nodes
+            if n.spot and not n.interrupted and n.name not in self.state.notified
+        ]
+        chosen: list[tuple[str, str]] = []
+        if spec.rate_per_node_hour > 0:
+            p = interruption_probability(spec.rate_per_node_hour, self.scenario.tick)
+            chosen.extend((n.name, "poisson") for n in spot if self.rng.random() < p)
+        for at in spec.at:
+            if t <= at < t + self.scenario.tick:
+                left = [n for n in spot if n.name not in {c[0] for c in chosen}]
+                if not left:
+                    self.state.notes.append(f"no spot node to interrupt at t={at:g}s")
+                    continue
+                chosen.append((busiest(left, sample, placed).name, "scheduled"))
+        return chosen
+
     # --- the end ---------------------------------------------------------------------------
 
     def cleanup(self) -> None:
@@ -482,7 +483,20 @@ class Engine:
             self.api.close()
 
 
+def busiest(nodes: list[NodeSample], sample: Sample, placed: Mapping[str, list[str]]) -> NodeSample:
+    """The node with the most workload pods (sampled, plus ``placed`` this step); a tie goes
+    to the greatest name, so a seeded run always picks the same one."""
+    return max(
+        nodes,
+        key=lambda n: (
+            sum(1 for p in sample.pods if p.node == n.name) + len(placed.get(n.name, ())),
+            n.name,
+        ),
+    )
+
+
 def _key(pod: Mapping[str, Any]) -> str:
+    """``namespace/name``: how the run's records name a pod."""
     meta = as_mapping(pod.get("metadata"))
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 

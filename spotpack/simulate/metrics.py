@@ -81,6 +81,7 @@ def weights(times: Sequence[float], end: float) -> list[float]:
 
 
 def integral(values: Sequence[float], dts: Sequence[float]) -> float:
+    """``sum(v_i * dt_i)``: a per-sample value accumulated over the run (module docstring)."""
     return sum(v * d for v, d in zip(values, dts, strict=True))
 
 
@@ -151,10 +152,12 @@ class Interruption:
 
     @property
     def survived(self) -> bool:
+        """Whether it hit workloads and they all recovered (:func:`recovered`) before the end."""
         return self.hit and self.recovered_at is not None
 
 
 def affected_workloads(sample: Sample, node: str) -> tuple[str, ...]:
+    """The workloads with a pod on ``node`` in ``sample``, sorted: those an interruption hits."""
     return tuple(sorted({p.workload for p in sample.pods if p.node == node}))
 
 
@@ -235,6 +238,7 @@ class Figures:
 
     @property
     def survived(self) -> int:
+        """Interruptions whose workloads all recovered (:attr:`Interruption.survived`)."""
         return sum(1 for i in self.interruptions if i.survived)
 
     @property
@@ -244,6 +248,7 @@ class Figures:
 
     @property
     def on_empty_nodes(self) -> int:
+        """Interruptions of nodes without workload pods: counted apart, never as survived."""
         return len(self.interruptions) - self.hit
 
 
@@ -281,24 +286,7 @@ def figures(record: RunRecord, catalog: Catalog, region: str) -> Figures:
     pods_bound = [float(len(b)) for b in bound]
     gpus = any(p.vgpus > 0 for s in samples for p in s.pods)
     hours = SECONDS_PER_HOUR
-    series = Series(
-        t=tuple(s.t for s in samples),
-        cost=tuple(cost),
-        baseline_cost=tuple(base_cost),
-        spot_share=tuple(a / b if b else None for a, b in zip(spot_nodes, node_count, strict=True)),
-        gpu_mem=tuple(a[0] / a[1] if a[1] else None for a in allocs),
-        gpu_cores=tuple(a[2] / a[3] if a[3] else None for a in allocs),
-        baseline_gpu_mem=tuple(
-            b.gpu_mem_alloc / b.gpu_mem_total if b.gpu_mem_total else None for b in record.baseline
-        ),
-        baseline_gpu_cores=tuple(
-            b.gpu_cores_alloc / b.gpu_cores_total if b.gpu_cores_total else None
-            for b in record.baseline
-        ),
-        pending=tuple(sum(1 for p in s.pods if not p.bound) for s in samples),
-        nodes=tuple(len(s.nodes) for s in samples),
-        baseline_nodes=tuple(b.nodes for b in record.baseline),
-    )
+    series = _series(record, cost, spot_nodes, node_count, allocs)
     span = sum(dts)
     total = integral(cost, dts) / hours
     base_total = integral(base_cost, dts) / hours
@@ -340,6 +328,34 @@ def figures(record: RunRecord, catalog: Catalog, region: str) -> Figures:
     )
 
 
+def _series(
+    record: RunRecord,
+    cost: Sequence[float],
+    spot_nodes: Sequence[float],
+    node_count: Sequence[float],
+    allocs: Sequence[tuple[int, int, int, int]],
+) -> Series:
+    """The per-sample values the charts draw, from what :func:`figures` already computed."""
+    return Series(
+        t=tuple(s.t for s in record.samples),
+        cost=tuple(cost),
+        baseline_cost=tuple(b.cost_per_hour for b in record.baseline),
+        spot_share=tuple(a / b if b else None for a, b in zip(spot_nodes, node_count, strict=True)),
+        gpu_mem=tuple(a[0] / a[1] if a[1] else None for a in allocs),
+        gpu_cores=tuple(a[2] / a[3] if a[3] else None for a in allocs),
+        baseline_gpu_mem=tuple(
+            b.gpu_mem_alloc / b.gpu_mem_total if b.gpu_mem_total else None for b in record.baseline
+        ),
+        baseline_gpu_cores=tuple(
+            b.gpu_cores_alloc / b.gpu_cores_total if b.gpu_cores_total else None
+            for b in record.baseline
+        ),
+        pending=tuple(sum(1 for p in s.pods if not p.bound) for s in record.samples),
+        nodes=tuple(len(s.nodes) for s in record.samples),
+        baseline_nodes=tuple(b.nodes for b in record.baseline),
+    )
+
+
 TRUST_ORDER = ("live", "snapshot", "estimate")
 """Price sources from most to least trustworthy; a type keeps its least trustworthy one."""
 
@@ -355,10 +371,6 @@ def spot_price_sources(samples: Iterable[Sample], catalog: Catalog, region: str)
         if have is None or TRUST_ORDER.index(offer.source) > TRUST_ORDER.index(have):
             out[node.instance_type] = offer.source
     return dict(sorted(out.items()))
-
-
-def survived_count(events: Iterable[Interruption]) -> int:
-    return sum(1 for e in events if e.survived)
 
 
 __all__ = [

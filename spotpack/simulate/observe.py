@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spotpack.errors import InvalidInput
-from spotpack.gpu.inventory import parse_hami_register
+from spotpack.gpu.inventory import HAMI_REGISTER, parse_hami_register
 from spotpack.gpu.usage import assignment_of_pod
 from spotpack.interruption import SPOTPACK_TAINT
 from spotpack.provisioning.demand import pod_resources
@@ -31,7 +31,6 @@ WORKLOAD_LABEL = "sim.spotpack.io/workload"
 CAPACITY_LABEL = "karpenter.sh/capacity-type"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
-HAMI_REGISTER = "hami.io/node-nvidia-register"
 
 
 @dataclass(frozen=True, slots=True)

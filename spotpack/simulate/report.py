@@ -123,6 +123,7 @@ def footer(f: Figures) -> list[str]:
 
 
 def terminal_table(f: Figures) -> str:
+    """The table printed at the end of a run: padded columns, then footer and notes."""
     rows = [("metric", "spotpack", "baseline", ""), *table_rows(f)]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"scenario {f.scenario}: {f.duration:g} simulated seconds"]
@@ -380,6 +381,7 @@ def html_report(f: Figures, description: str = "") -> str:
 
 
 def json_document(f: Figures) -> dict[str, Any]:
+    """Every field of the figures plus the derived ones (properties ``asdict`` leaves out)."""
     doc: dict[str, Any] = asdict(f)
     doc["savings"] = f.savings
     doc["interruptions_hit"] = f.hit
@@ -390,6 +392,7 @@ def json_document(f: Figures) -> dict[str, Any]:
 
 
 def json_bytes(f: Figures) -> bytes:
+    """:func:`json_document` as indented JSON, for ``--json``."""
     return orjson.dumps(json_document(f), option=orjson.OPT_INDENT_2)
 
 

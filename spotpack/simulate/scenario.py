@@ -235,6 +235,7 @@ class Workload(_Strict):
         return wanted
 
     def peak(self) -> int:
+        """The most replicas the workload ever wants."""
         if isinstance(self.replicas, int):
             return self.replicas
         return max(s.replicas for s in self.replicas)
@@ -309,6 +310,7 @@ class Scenario(_Strict):
         return simulated / self.compression
 
     def namespaces(self) -> list[str]:
+        """The workloads' namespaces, sorted: the run creates each before the first pod."""
         return sorted({w.namespace for w in self.workloads})
 
 

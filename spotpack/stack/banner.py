@@ -77,12 +77,6 @@ def banner(
     def show(path: Path) -> str:
         return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path)
 
-    def command(program: str | Path) -> str:
-        if isinstance(program, str):
-            return program
-        shown = show(program)
-        return shown if "/" in shown else f"./{shown}"
-
     ca = show(endpoints.ca_file)
     kubeconfig = show(endpoints.kubeconfig)
     if embedded:
@@ -113,8 +107,26 @@ def banner(
             "  note: --cloud local: nodes the provisioner launches here are Node objects",
             "  only (kwok-style); pass --cloud none to leave it out.",
         ]
-    lines += ["", "Try next:", f"  kubectl --kubeconfig {kubeconfig} get nodes"]
-    curl = f"curl -s --cacert {ca}"
+    lines += ["", "Try next:", *_try_next(endpoints, examples, cwd=cwd, show=show)]
+    if embedded:
+        lines += ["", *EMBEDDED_NOTE]
+    lines += ["", STOP_LINE]
+    return "\n".join(lines)
+
+
+def _try_next(
+    endpoints: Endpoints, examples: Examples, *, cwd: Path, show: Callable[[Path], str]
+) -> list[str]:
+    """The commands under "Try next:", one per line: those whose sample file was found."""
+
+    def command(program: str | Path) -> str:
+        if isinstance(program, str):
+            return program
+        shown = show(program)
+        return shown if "/" in shown else f"./{shown}"
+
+    lines = [f"  kubectl --kubeconfig {show(endpoints.kubeconfig)} get nodes"]
+    curl = f"curl -s --cacert {show(endpoints.ca_file)}"
     json_post = "-H 'Content-Type: application/json'"
     if examples.admission_review is not None:
         lines.append(
@@ -135,10 +147,7 @@ def banner(
             home = examples.makefile.parent
             demo = "   (or: make demo)" if home == cwd else f"   (or: make -C {show(home)} demo)"
         lines.append(f"  {command(examples.program)} simulate {show(examples.scenario)}{demo}")
-    if embedded:
-        lines += ["", *EMBEDDED_NOTE]
-    lines += ["", STOP_LINE]
-    return "\n".join(lines)
+    return lines
 
 
 def find_examples(

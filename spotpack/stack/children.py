@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 TAIL_LINES = 15
 _POLL = 0.1
-
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -96,10 +94,12 @@ class Child:
 
     @property
     def name(self) -> str:
+        """The service's name (``webhook``, ``extender``, ``provisioner``)."""
         return self.spec.name
 
     @property
     def pid(self) -> int:
+        """The service's main process, also the id of its process group."""
         return self.proc.pid
 
     def exit_code(self) -> int | None:
@@ -118,9 +118,7 @@ class Child:
         """Signal every process of the group; False when none is left."""
         try:
             os.killpg(self.proc.pid, signum)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # the pgid was reused by someone else's process
+        except (ProcessLookupError, PermissionError):  # gone, or the pgid is someone else's now
             return False
         return True
 

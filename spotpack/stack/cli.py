@@ -35,6 +35,7 @@ _CHECK_INTERVAL = 0.5
 def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse.ArgumentParser:
+    """Register ``spotpack run``; the defaults shown are :class:`StackSettings`' own."""
     defaults = StackSettings()
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "run",
@@ -140,6 +141,8 @@ def _cloud(args: argparse.Namespace, *, embedded: bool) -> Cloud:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start, print the banner, wait; the exit codes and signal handling of the module
+    docstring (130 when interrupted while starting)."""
     configure_logging("text", args.log_level)
     stack = Stack(settings_from_args(args, os.environ))
     stopping = threading.Event()

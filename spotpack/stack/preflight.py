@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from spotpack.errors import CertificateError, ConfigError
-from spotpack.stack.settings import API, PORT_FLAGS, StackSettings
+from spotpack.stack.settings import PORT_FLAGS, StackSettings
 
 Obj = dict[str, Any]
 SEED_DIR = Path("deploy/examples")
@@ -48,8 +48,9 @@ class Checked:
 def preflight(settings: StackSettings, *, cwd: Path, source_root: Path | None) -> Checked:
     """Run every check in the order a person would fix them; raise on the first problem."""
     check_ports(settings)
-    api_url = kubeconfig_server(settings.kubeconfig) if settings.kubeconfig else None
-    if api_url is not None and settings.kubeconfig is not None:
+    api_url: str | None = None
+    if settings.kubeconfig is not None:
+        api_url = kubeconfig_server(settings.kubeconfig)
         check_reachable(api_url, settings.kubeconfig)
     generate = certs_missing(settings.certs_dir)
     if not generate:
@@ -67,13 +68,11 @@ def preflight(settings: StackSettings, *, cwd: Path, source_root: Path | None) -
 
 def check_ports(settings: StackSettings) -> None:
     """Each port the stack will listen on must be free on its host."""
-    names = list(settings.services)
-    if settings.embedded and settings.api_port:
-        names.append(API)
-    for name in names:
-        problem = port_problem(settings.host, settings.port_of(name))
+    for name in settings.listeners:
+        port = settings.port_of(name)
+        problem = port_problem(settings.host, port)
         if problem is not None:
-            raise ConfigError(port_message(name, settings.port_of(name), problem))
+            raise ConfigError(port_message(name, port, problem))
 
 
 def port_problem(host: str, port: int) -> int | None:

@@ -96,6 +96,12 @@ class StackSettings:
         return tuple(s for s in SERVICES if s != PROVISIONER or self.cloud != "none")
 
     @property
+    def listeners(self) -> tuple[str, ...]:
+        """The services and, when a fixed port is asked for, the embedded API server: each
+        name whose port this stack binds, so each must be free and given to no other."""
+        return (*self.services, *((API,) if self.embedded and self.api_port else ()))
+
+    @property
     def embedded(self) -> bool:
         """Whether the in-memory cluster runs (no kubeconfig given)."""
         return self.kubeconfig is None
@@ -112,14 +118,14 @@ class StackSettings:
 
     @property
     def logs_dir(self) -> Path:
+        """Where each service's ``<service>.log`` goes (under ``workdir``)."""
         return self.workdir / "logs"
 
 
 def _check_distinct(settings: StackSettings) -> None:
     """Two services on one port: the second would fail to bind after the first started."""
     seen: dict[int, str] = {}
-    names = [*settings.services, *([API] if settings.embedded and settings.api_port else [])]
-    for name in names:
+    for name in settings.listeners:
         port = settings.port_of(name)
         if port in seen:
             raise ConfigError(

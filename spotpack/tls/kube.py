@@ -144,6 +144,7 @@ class KubeCertApi:
 
 
 def _decode(secret: Obj, key: str) -> bytes | None:
+    """One ``data`` entry of a Secret, base64-decoded; None when missing or not base64."""
     raw = (secret.get("data") or {}).get(key)
     if not isinstance(raw, str):
         return None
@@ -242,13 +243,10 @@ def ensure_ca(api: KubeCertApi, req: Request, now: dt.datetime) -> tuple[PemPair
             "(the caBundle is then replaced)"
         )
     fresh = new_ca_pem(now)
-    version = str((current or {}).get("metadata", {}).get("resourceVersion") or "")
+    version = _resource_version(current)
     body = tls_secret(req.namespace, req.ca_secret, fresh, resource_version=version)
     try:
-        if current is None:
-            api.create_secret(req.namespace, body)
-        else:
-            api.replace_secret(req.namespace, req.ca_secret, body)
+        _write_secret(api, req.namespace, req.ca_secret, body, exists=current is not None)
     except Conflict:
         # Another run created it first: use theirs, so both agree on one CA.
         theirs = pem_pair_of(api.read_secret(req.namespace, req.ca_secret))
@@ -288,14 +286,24 @@ def ensure_serving(
         )
     if reason is None and current is not None and _decode(current, "ca.crt") == ca.cert:
         return None, False
-    version = str((current or {}).get("metadata", {}).get("resourceVersion") or "")
+    version = _resource_version(current)
     body = tls_secret(req.namespace, req.secret, pair, ca_cert=ca.cert, resource_version=version)
-    if current is None:
-        api.create_secret(req.namespace, body)
-    else:
-        api.replace_secret(req.namespace, req.secret, body)
+    _write_secret(api, req.namespace, req.secret, body, exists=current is not None)
     log.info("serving certificate written", extra={"secret": req.secret, "why": reason})
     return reason, True
+
+
+def _resource_version(secret: Obj | None) -> str:
+    """The version a replace must name, so a concurrent writer gets a 409; "" for none."""
+    return str((secret or {}).get("metadata", {}).get("resourceVersion") or "")
+
+
+def _write_secret(api: KubeCertApi, namespace: str, name: str, body: Obj, *, exists: bool) -> None:
+    """Create the Secret, or replace the one read (``body`` carries its resourceVersion)."""
+    if exists:
+        api.replace_secret(namespace, name, body)
+    else:
+        api.create_secret(namespace, body)
 
 
 def patch_ca_bundle(

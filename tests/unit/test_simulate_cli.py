@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from spotpack.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """The command configures the root logger on pytest's captured stream; later tests
+    must not log into that stream once pytest has closed it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
 
 SMALL = {"name": "w", "template": {"containers": [{"name": "c"}]}}
 GOOD = {"name": "tiny", "duration": 60, "workloads": [SMALL]}

@@ -13,7 +13,7 @@ import pytest
 from spotpack.catalog import load_catalog
 from spotpack.cloud.local import NodeSpec, node_manifest
 from spotpack.errors import InvalidInput
-from spotpack.simulate.engine import interruption_probability, service_env
+from spotpack.simulate.engine import busiest, interruption_probability, service_env
 from spotpack.simulate.metrics import Figures, Interruption, RunRecord, figures
 from spotpack.simulate.observe import (
     WORKLOAD_LABEL,
@@ -474,6 +474,27 @@ def test_service_env_scales_timings_by_the_compression() -> None:
 )
 def test_interruption_probability_per_step(rate: float, step: float, want: float) -> None:
     assert interruption_probability(rate, step) == pytest.approx(want)
+
+
+def _pods(*nodes: str) -> tuple[PodSample, ...]:
+    return tuple(PodSample(f"sim/p{i}", "w", node) for i, node in enumerate(nodes))
+
+
+@pytest.mark.parametrize(
+    ("pods_on", "placed", "want"),
+    [
+        (("a", "b", "b"), {}, "b"),  # most sampled pods
+        (("a", "b", "b"), {"a": ["w", "w"]}, "a"),  # pods bound this step count too
+        (("a", "b"), {}, "b"),  # a tie goes to the greatest name
+        ((), {}, "b"),  # no pods at all: still the greatest name
+    ],
+)
+def test_busiest_node_is_the_scheduled_interruptions_target(
+    pods_on: tuple[str, ...], placed: dict[str, list[str]], want: str
+) -> None:
+    nodes = [NodeSample(n, "m5.large", "us-east-1a", "spot") for n in ("a", "b")]
+    sample = Sample(0.0, tuple(nodes), _pods(*pods_on))
+    assert busiest(nodes, sample, placed).name == want
 
 
 @pytest.mark.parametrize(
